@@ -1,0 +1,39 @@
+# The two set-up commands (README): `make demo` and `make test`.
+# Each creates .venv on a fresh machine with only Python 3.11 and Debian.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PKGS   := pumpguard signer update_server device_agent sbom threat_model
+
+.PHONY: demo test lint venv test-deps bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	$(BIN)/python -m pumpguard.demo
+
+# System parts the tests drive for real (SoftHSM2 ...) are installed by the
+# project's own script; under CI=true a missing part fails the tests.
+test-deps:
+	bash scripts/install-test-deps.sh
+
+test: venv test-deps
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/bandit -q -r $(PKGS) -ll
+
+bench: venv
+	$(BIN)/python bench/repo_scale.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""device_agent: see DESIGN.md; built by a later issue."""

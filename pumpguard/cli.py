@@ -1,0 +1,79 @@
+"""The umbrella ``pumpguard`` command.
+
+Each component owns its own click group in its ``cli`` module; this module only
+loads the one a command line names, so that ``pumpguard agent ...`` on a pump
+never imports Flask or the signer's key tooling (DESIGN.md, Layout).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+from pumpguard import __version__
+from pumpguard.errors import PumpguardError
+
+__all__ = ["main"]
+
+#: Command name -> "module:attribute" of the component's click group.
+_COMPONENTS: dict[str, tuple[str, str]] = {
+    "keys": ("signer.cli:keys", "Generate and inspect signing keys."),
+    "repo": ("signer.cli:repo", "Create and maintain the TUF repository."),
+    "release": ("signer.cli:release", "Create, sign, verify and publish releases."),
+    "sbom": ("sbom.cli:sbom", "Generate and check CycloneDX SBOMs."),
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMPONENTS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _COMPONENTS:
+            return None
+        module_name, attr = _COMPONENTS[cmd_name][0].split(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Describe the groups without importing them, so --help stays fast.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_) for name, (_, help_) in sorted(_COMPONENTS.items())])
+
+
+@click.group(cls=_LazyGroup)
+@click.version_option(__version__, prog_name="pumpguard")
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """pumpguard: secure firmware updates for networked infusion pumps."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Run the CLI; a :class:`PumpguardError` becomes one line on stderr.
+
+    Exit codes: 0 success, 1 a refused or failed operation, 2 bad usage or
+    configuration, 3 release contract violation, 4 verification failure
+    (signatures, hashes, threshold), 130 interrupted.
+    """
+    try:
+        rv = cli.main(args=argv, standalone_mode=False)
+    except PumpguardError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    # standalone_mode=False returns ctx.exit()'s code instead of exiting.
+    if isinstance(rv, int) and rv:
+        sys.exit(rv)
+    return rv

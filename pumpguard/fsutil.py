@@ -1,0 +1,90 @@
+"""Crash-safe file writing shared by the signer, the server and the agent.
+
+Every file that must survive a crash is written to a temporary name in the same
+directory, fsynced, renamed over its final name and then the directory is
+fsynced, so that after a power loss the file is either entirely old or entirely
+new (DESIGN.md, Standards; threat PWR-1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = [
+    "atomic_write_bytes",
+    "exclusive_lock",
+    "fsync_dir",
+    "write_immutable",
+]
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry so a rename or create inside it is durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` atomically and durably.
+
+    Args:
+        path: Final file name. Its directory must exist.
+        data: The complete new content.
+        mode: Permission bits of the new file (``0o600`` for secrets).
+    """
+    directory = path.parent
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(directory)
+
+
+def write_immutable(path: Path, data: bytes) -> None:
+    """Write a file that, once published, must never change.
+
+    Writing the identical content again is a no-op (so a retried publish is
+    idempotent); different content under an existing name is refused, because a
+    published, versioned file must be immutable (DESIGN.md, Trust model).
+
+    Raises:
+        FileExistsError: ``path`` exists with different content.
+    """
+    if path.exists():
+        if path.read_bytes() == data:
+            return
+        raise FileExistsError(f"{path} is already published with different content")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, data)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` for the ``with`` block.
+
+    Used to serialise writers of one repository on one machine.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -1,0 +1,33 @@
+"""CycloneDX SBOMs of pumpguard firmware releases.
+
+Generates the CycloneDX 1.6 JSON SBOM published next to every firmware image
+(DESIGN.md, Release contract), validates SBOMs against the strict schema, and
+reads the firmware sha256 that binds an SBOM to its image.
+"""
+
+from sbom.binding import bound_firmware_sha256
+from sbom.errors import ComponentManifestError, SbomError, SbomValidationError
+from sbom.generate import build_firmware_sbom, firmware_bom_ref
+from sbom.manifest import (
+    ComponentManifest,
+    ComponentSpec,
+    OrganizationSpec,
+    load_component_manifest,
+    load_manifest,
+)
+from sbom.validation import validate_sbom
+
+__all__ = [
+    "ComponentManifest",
+    "ComponentManifestError",
+    "ComponentSpec",
+    "OrganizationSpec",
+    "SbomError",
+    "SbomValidationError",
+    "bound_firmware_sha256",
+    "build_firmware_sbom",
+    "firmware_bom_ref",
+    "load_component_manifest",
+    "load_manifest",
+    "validate_sbom",
+]

@@ -1,0 +1,1 @@
+"""Release-engineering side of pumpguard: keys, the TUF repository, release bundles."""

@@ -1,0 +1,655 @@
+"""A TUF repository on the local file system.
+
+Layout of ``DIR``::
+
+    pumpguard-repo.json      policy: expiry, refresh windows, release window
+    metadata/                published, servable as static files
+        1.root.json ...      every root version (clients walk them)
+        N.targets.json       top-level targets: delegates one role per product
+        N.<product>.json     a product's releases, signed by its release engineers
+        N.snapshot.json      versions of targets and every product role
+        timestamp.json       the only file ever replaced; replaced last
+    targets/<P>/<V>/<sha256>.<name>   release files (consistent snapshots)
+    .lock                    serialises writers on this machine
+
+The current repository is whatever ``timestamp.json`` leads to; files of a
+newer version that ``timestamp.json`` does not reach yet are invisible to
+clients, so a crash during a publish leaves the old repository intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from securesystemslib.signer import Key, Signer
+from tuf.api.exceptions import RepositoryError as TufRepositoryError
+from tuf.api.metadata import (
+    DelegatedRole,
+    Delegations,
+    Metadata,
+    MetaFile,
+    Root,
+    Snapshot,
+    Targets,
+    Timestamp,
+)
+
+from pumpguard.fsutil import atomic_write_bytes, exclusive_lock, fsync_dir
+from pumpguard.release import validate_product
+from signer._signing import SERIALIZER, expiry, require_signer, sign_role, utcnow
+from signer.errors import RepositoryError, SignerError
+from signer.verification import (
+    FileDigest,
+    VerifiedRelease,
+    delegation_for,
+    product_releases,
+    verify_release_update,
+)
+
+__all__ = [
+    "DEFAULT_EXPIRY_DAYS",
+    "DEFAULT_REFRESH_DAYS",
+    "OnlineSigners",
+    "RepoConfig",
+    "RepoState",
+    "Repository",
+    "file_digest",
+]
+
+CONFIG_NAME = "pumpguard-repo.json"
+TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
+DEFAULT_EXPIRY_DAYS: dict[str, float] = {
+    "root": 365,
+    "targets": 180,
+    "products": 180,
+    "snapshot": 7,
+    "timestamp": 1,
+}
+#: A role is re-signed (and `repo status` warns) this long before it expires.
+DEFAULT_REFRESH_DAYS: dict[str, float] = {
+    "root": 60,
+    "targets": 30,
+    "products": 30,
+    "snapshot": 3,
+    "timestamp": 0.5,
+}
+#: Releases a product's metadata lists; older ones drop out of the signed listing
+#: (their files stay), which bounds what a pump downloads (bench/repo_scale.py).
+DEFAULT_RELEASE_WINDOW = 32
+_CHUNK = 1 << 20
+
+
+def file_digest(path: Path) -> FileDigest:
+    """Length and sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    length = 0
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            length += len(chunk)
+    return FileDigest(length, h.hexdigest())
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """Repository policy, kept beside (not inside) the published metadata."""
+
+    expiry_days: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EXPIRY_DAYS))
+    refresh_days: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_REFRESH_DAYS))
+    release_window: int = DEFAULT_RELEASE_WINDOW
+
+    def __post_init__(self) -> None:
+        for name, table in (("expiry", self.expiry_days), ("refresh", self.refresh_days)):
+            for role, days in table.items():
+                if role not in DEFAULT_EXPIRY_DAYS:
+                    raise RepositoryError(f"unknown role {role!r} in {name} policy")
+                if not isinstance(days, int | float) or isinstance(days, bool) or days <= 0:
+                    raise RepositoryError(f"{name} days of {role} must be a positive number")
+        for role in DEFAULT_EXPIRY_DAYS:
+            if self.refresh_for(role) >= self.expiry_for(role):
+                raise RepositoryError(
+                    f"{role}: refresh window ({self.refresh_for(role)} d) must be shorter "
+                    f"than its lifetime ({self.expiry_for(role)} d)"
+                )
+        if not isinstance(self.release_window, int) or self.release_window < 2:
+            raise RepositoryError("release_window must be an integer >= 2")
+
+    def expiry_for(self, role: str) -> float:
+        """Lifetime in days of ``role`` (product roles share ``products``)."""
+        return self.expiry_days.get(_policy_key(role), DEFAULT_EXPIRY_DAYS[_policy_key(role)])
+
+    def refresh_for(self, role: str) -> float:
+        """Refresh window in days of ``role``."""
+        return self.refresh_days.get(_policy_key(role), DEFAULT_REFRESH_DAYS[_policy_key(role)])
+
+    def to_json(self) -> bytes:
+        """Serialise for ``pumpguard-repo.json``."""
+        data = {
+            "expiry_days": dict(self.expiry_days),
+            "refresh_days": dict(self.refresh_days),
+            "release_window": self.release_window,
+        }
+        return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes, source: str = CONFIG_NAME) -> RepoConfig:
+        """Parse ``pumpguard-repo.json``."""
+        try:
+            raw = json.loads(data)
+            return cls(
+                expiry_days={**DEFAULT_EXPIRY_DAYS, **raw.get("expiry_days", {})},
+                refresh_days={**DEFAULT_REFRESH_DAYS, **raw.get("refresh_days", {})},
+                release_window=raw.get("release_window", DEFAULT_RELEASE_WINDOW),
+            )
+        except (ValueError, AttributeError, TypeError) as e:
+            raise RepositoryError(f"{source} is not valid: {e}") from e
+
+
+def _policy_key(role: str) -> str:
+    return role if role in TOP_LEVEL else "products"
+
+
+@dataclass(frozen=True)
+class OnlineSigners:
+    """The online keys that sign snapshot and timestamp."""
+
+    snapshot: Signer
+    timestamp: Signer
+
+
+@dataclass
+class RepoState:
+    """The repository as clients currently see it."""
+
+    root: Metadata[Root]
+    targets: Metadata[Targets]
+    snapshot: Metadata[Snapshot] | None
+    timestamp: Metadata[Timestamp] | None
+    products: dict[str, Metadata[Targets]]
+
+    def product(self, name: str) -> Metadata[Targets] | None:
+        """A product's current metadata, None before its first release."""
+        delegation_for(self.targets.signed, name)
+        return self.products.get(name)
+
+
+class Repository:
+    """A local TUF repository (see the module docstring for its layout)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.metadata_dir = path / "metadata"
+        self.targets_dir = path / "targets"
+        self._lock = path / ".lock"
+
+    # ----------------------------------------------------------------- reading
+    @property
+    def config(self) -> RepoConfig:
+        """The repository's policy."""
+        path = self.path / CONFIG_NAME
+        try:
+            return RepoConfig.from_json(path.read_bytes(), str(path))
+        except FileNotFoundError as e:
+            raise RepositoryError(
+                f"{self.path} is not a pumpguard repository (no {CONFIG_NAME})"
+            ) from e
+
+    def _load(self, name: str, cls: type[Any]) -> Metadata[Any]:
+        path = self.metadata_dir / name
+        try:
+            md: Metadata[Any] = Metadata.from_bytes(path.read_bytes())
+        except FileNotFoundError as e:
+            raise RepositoryError(f"repository is missing {path}") from e
+        except (OSError, ValueError, TufRepositoryError) as e:
+            raise RepositoryError(f"{path} is not valid TUF metadata: {e}") from e
+        if not isinstance(md.signed, cls):
+            raise RepositoryError(f"{path} is not {cls.type} metadata")
+        return md
+
+    def root_versions(self) -> list[int]:
+        """Versions of root present, which must run 1..N without gaps."""
+        versions = sorted(
+            int(p.name.split(".", 1)[0])
+            for p in self.metadata_dir.glob("*.root.json")
+            if p.name.split(".", 1)[0].isdigit()
+        )
+        if not versions or versions != list(range(1, len(versions) + 1)):
+            raise RepositoryError(f"{self.metadata_dir}: root versions are missing or have gaps")
+        return versions
+
+    def load_root(self, version: int | None = None) -> Metadata[Root]:
+        """Root of ``version``, the newest by default."""
+        version = version or self.root_versions()[-1]
+        return self._load(f"{version}.root.json", Root)
+
+    def state(self) -> RepoState:
+        """Load the current repository, following ``timestamp.json``."""
+        self.config  # noqa: B018 - raises a clear error for a non-repository
+        root = self.load_root()
+        if not (self.metadata_dir / "timestamp.json").exists():
+            # Before the online roles first signed: only the offline part exists.
+            targets_versions = sorted(
+                int(p.name.split(".", 1)[0]) for p in self.metadata_dir.glob("*.targets.json")
+            )
+            if not targets_versions:
+                raise RepositoryError(f"{self.metadata_dir} has no targets metadata")
+            targets = self._load(f"{targets_versions[-1]}.targets.json", Targets)
+            return RepoState(root, targets, None, None, {})
+        timestamp = self._load("timestamp.json", Timestamp)
+        snapshot = self._load(f"{timestamp.signed.snapshot_meta.version}.snapshot.json", Snapshot)
+        meta = snapshot.signed.meta
+        targets = self._load(f"{meta['targets.json'].version}.targets.json", Targets)
+        products = {
+            name[: -len(".json")]: self._load(f"{info.version}.{name}", Targets)
+            for name, info in meta.items()
+            if name != "targets.json"
+        }
+        return RepoState(root, targets, snapshot, timestamp, products)
+
+    # ----------------------------------------------------------------- writing
+    def _write_versioned(self, role: str, md: Metadata[Any]) -> None:
+        # Versions above what timestamp.json reaches are not yet visible, so a
+        # leftover of an interrupted write may be replaced; visible ones never.
+        atomic_write_bytes(
+            self.metadata_dir / f"{md.signed.version}.{role}.json", md.to_bytes(SERIALIZER)
+        )
+
+    def _publish_online(
+        self, state: RepoState, online: OnlineSigners, now: datetime, changed: Mapping[str, int]
+    ) -> tuple[Metadata[Snapshot], Metadata[Timestamp]]:
+        """Write a new snapshot and, last and atomically, a new timestamp."""
+        root = state.root.signed
+        require_signer(online.snapshot, root, Snapshot.type)
+        require_signer(online.timestamp, root, Timestamp.type)
+        cfg = self.config
+        meta: dict[str, MetaFile] = {"targets.json": MetaFile(state.targets.signed.version)}
+        for name, md in state.products.items():
+            meta[f"{name}.json"] = MetaFile(md.signed.version)
+        for name, version in changed.items():
+            meta[f"{name}.json"] = MetaFile(version)
+        snap_version = state.snapshot.signed.version + 1 if state.snapshot else 1
+        snapshot = Metadata(
+            Snapshot(snap_version, expires=expiry(cfg.expiry_for("snapshot"), now), meta=meta)
+        )
+        sign_role(snapshot, root, Snapshot.type, [online.snapshot])
+        snap_bytes = snapshot.to_bytes(SERIALIZER)
+        ts_version = state.timestamp.signed.version + 1 if state.timestamp else 1
+        timestamp = Metadata(
+            Timestamp(
+                ts_version,
+                expires=expiry(cfg.expiry_for("timestamp"), now),
+                snapshot_meta=MetaFile.from_data(snap_version, snap_bytes, ["sha256"]),
+            )
+        )
+        sign_role(timestamp, root, Timestamp.type, [online.timestamp])
+        atomic_write_bytes(self.metadata_dir / f"{snap_version}.snapshot.json", snap_bytes)
+        # TUF spec 5.3/5.4 and DESIGN.md: timestamp.json is replaced last and
+        # atomically, so a client sees the old or the new repository, never a mix.
+        atomic_write_bytes(self.metadata_dir / "timestamp.json", timestamp.to_bytes(SERIALIZER))
+        return snapshot, timestamp
+
+    @classmethod
+    def init(
+        cls,
+        path: Path,
+        *,
+        root_keys: Sequence[Key],
+        root_threshold: int,
+        targets_keys: Sequence[Key],
+        snapshot_keys: Sequence[Key],
+        timestamp_keys: Sequence[Key],
+        signers: Iterable[Signer],
+        config: RepoConfig | None = None,
+        targets_threshold: int = 1,
+        now: datetime | None = None,
+    ) -> Repository:
+        """Create a repository with root v1 and targets v1.
+
+        Snapshot and timestamp are signed too when ``signers`` holds their
+        keys; otherwise the first publish (or ``refresh``) signs them.
+
+        Raises:
+            RepositoryError: ``path`` already holds a repository or the keys
+                and thresholds are inconsistent.
+            SignerError: The signers do not reach root's or targets' threshold.
+        """
+        repo = cls(path)
+        config = config or RepoConfig()
+        now = now or utcnow()
+        if (path / CONFIG_NAME).exists() or (
+            repo.metadata_dir.exists() and any(repo.metadata_dir.iterdir())
+        ):
+            raise RepositoryError(f"{path} already holds a repository")
+        for role, keys, threshold in (
+            ("root", root_keys, root_threshold),
+            ("targets", targets_keys, targets_threshold),
+            ("snapshot", snapshot_keys, 1),
+            ("timestamp", timestamp_keys, 1),
+        ):
+            _check_keys(role, keys, threshold)
+        signers = list(signers)
+        root = Root(expires=expiry(config.expiry_for("root"), now), consistent_snapshot=True)
+        for role, keys, threshold in (
+            ("root", root_keys, root_threshold),
+            ("targets", targets_keys, targets_threshold),
+            ("snapshot", snapshot_keys, 1),
+            ("timestamp", timestamp_keys, 1),
+        ):
+            for key in keys:
+                root.add_key(key, role)
+            root.roles[role].threshold = threshold
+        root_md = Metadata(root)
+        sign_role(root_md, root, Root.type, signers)
+        targets_md = Metadata(
+            Targets(
+                expires=expiry(config.expiry_for("targets"), now),
+                delegations=Delegations(keys={}, roles={}),
+            )
+        )
+        sign_role(targets_md, root, Targets.type, signers)
+
+        online = _online_from(signers, root)
+        with exclusive_lock(repo._lock):
+            repo.metadata_dir.mkdir(parents=True, exist_ok=True)
+            repo.targets_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path / CONFIG_NAME, config.to_json())
+            repo._write_versioned("root", root_md)
+            repo._write_versioned("targets", targets_md)
+            if online is not None:
+                repo._publish_online(
+                    RepoState(root_md, targets_md, None, None, {}), online, now, {}
+                )
+            fsync_dir(path)
+        return repo
+
+    def _update_targets(
+        self,
+        state: RepoState,
+        change: Any,
+        signers: Sequence[Signer],
+        online: OnlineSigners,
+        now: datetime,
+        resigned_products: Mapping[str, Metadata[Targets]] | None = None,
+    ) -> None:
+        targets = state.targets.signed
+        change(targets)
+        targets.version += 1
+        targets.expires = expiry(self.config.expiry_for("targets"), now)
+        sign_role(state.targets, state.root.signed, Targets.type, signers)
+        changed = {}
+        for name, md in (resigned_products or {}).items():
+            self._write_versioned(name, md)
+            state.products[name] = md
+            changed[name] = md.signed.version
+        self._write_versioned("targets", state.targets)
+        self._publish_online(state, online, now, changed)
+
+    def add_product(
+        self,
+        product: str,
+        keys: Sequence[Key],
+        threshold: int,
+        signers: Sequence[Signer],
+        online: OnlineSigners,
+        now: datetime | None = None,
+    ) -> None:
+        """Delegate ``product/*`` to a new terminating product role.
+
+        Raises:
+            RepositoryError: The product exists, or keys/threshold are invalid.
+            SignerError: ``signers`` do not hold targets' threshold.
+        """
+        validate_product(product)
+        _check_keys(product, keys, threshold)
+        now = now or utcnow()
+        with exclusive_lock(self._lock):
+            state = self.state()
+            delegations = state.targets.signed.delegations
+            if delegations and delegations.roles and product in delegations.roles:
+                raise RepositoryError(f"product {product!r} already exists")
+
+            def change(targets: Targets) -> None:
+                role = DelegatedRole(
+                    product, [], threshold, terminating=True, paths=[f"{product}/*/*"]
+                )
+                assert targets.delegations is not None and targets.delegations.roles is not None
+                targets.delegations.roles[product] = role
+                for key in keys:
+                    targets.add_key(key, product)
+
+            self._update_targets(state, change, signers, online, now)
+
+    def rotate_product(
+        self,
+        product: str,
+        keys: Sequence[Key],
+        threshold: int,
+        signers: Sequence[Signer],
+        online: OnlineSigners,
+        now: datetime | None = None,
+    ) -> None:
+        """Replace a product's keys and threshold.
+
+        The product's current metadata is re-signed (version + 1) by the new
+        keys in the same step, or clients would reject it the moment the new
+        delegation is visible.
+
+        Raises:
+            UnknownProductError: No such product.
+            SignerError: ``signers`` hold neither targets' threshold nor the
+                new product threshold.
+        """
+        _check_keys(product, keys, threshold)
+        now = now or utcnow()
+        with exclusive_lock(self._lock):
+            state = self.state()
+            current = state.product(product)
+
+            def change(targets: Targets) -> None:
+                role = delegation_for(targets, product)
+                for keyid in list(role.keyids):
+                    targets.revoke_key(keyid, product)
+                role.threshold = threshold
+                for key in keys:
+                    targets.add_key(key, product)
+
+            resigned = {}
+            if current is not None:
+                # Work on copies: nothing is written unless every signature is there.
+                new_targets = Metadata.from_bytes(state.targets.to_bytes())
+                change(new_targets.signed)
+                md = Metadata.from_bytes(current.to_bytes())
+                md.signed.version += 1
+                md.signed.expires = expiry(self.config.expiry_for(product), now)
+                sign_role(md, new_targets.signed, product, signers)
+                resigned[product] = md
+            self._update_targets(state, change, signers, online, now, resigned)
+
+    def rotate_root(
+        self,
+        *,
+        add_keys: Sequence[Key] = (),
+        remove_keyids: Sequence[str] = (),
+        threshold: int | None = None,
+        signers: Sequence[Signer],
+        now: datetime | None = None,
+    ) -> Metadata[Root]:
+        """Write root N+1 with root keys added or revoked.
+
+        TUF spec 5.3.4: the new root must be signed by a threshold of the old
+        root keys and by a threshold of its own keys.
+
+        Raises:
+            RepositoryError: The change would leave root without enough keys.
+            SignerError: The signatures do not meet both thresholds.
+        """
+        now = now or utcnow()
+        with exclusive_lock(self._lock):
+            old = self.load_root()
+            new = Metadata.from_bytes(old.to_bytes())
+            root = new.signed
+            for keyid in remove_keyids:
+                if keyid not in root.roles["root"].keyids:
+                    raise RepositoryError(f"{keyid[:12]} is not a root key")
+                root.revoke_key(keyid, "root")
+            for key in add_keys:
+                root.add_key(key, "root")
+            if threshold is not None:
+                root.roles["root"].threshold = threshold
+            role = root.roles["root"]
+            if role.threshold < 1 or len(role.keyids) < role.threshold:
+                raise RepositoryError(
+                    f"root would have {len(role.keyids)} key(s) for a threshold of {role.threshold}"
+                )
+            root.version += 1
+            root.expires = expiry(self.config.expiry_for("root"), now)
+            new.signatures.clear()
+            for s in signers:
+                keyid = s.public_key.keyid
+                if keyid in old.signed.roles["root"].keyids or keyid in role.keyids:
+                    new.sign(s, append=True)
+            result = root.get_root_verification_result(old.signed, new.signed_bytes, new.signatures)
+            if not result.verified:
+                raise SignerError(
+                    f"root v{root.version} needs {result.first.threshold} signature(s) of the old root "
+                    f"keys (has {len(result.first.signed)}) and {result.second.threshold} of the new "
+                    f"(has {len(result.second.signed)})"
+                )
+            self._write_versioned("root", new)
+            return new
+
+    def refresh(
+        self, online: OnlineSigners, *, force: bool = False, now: datetime | None = None
+    ) -> bool:
+        """Re-sign snapshot and timestamp when they enter their refresh window.
+
+        Returns:
+            Whether anything was re-signed.
+        """
+        now = now or utcnow()
+        with exclusive_lock(self._lock):
+            state = self.state()
+            cfg = self.config
+            due = force or state.snapshot is None or state.timestamp is None
+            for md, role in ((state.snapshot, "snapshot"), (state.timestamp, "timestamp")):
+                if (
+                    md is not None
+                    and md.signed.expires - timedelta(days=cfg.refresh_for(role)) <= now
+                ):
+                    due = True
+            if due:
+                self._publish_online(state, online, now, {})
+            return due
+
+    def publish(
+        self,
+        product: str,
+        new: Metadata[Targets],
+        files: Mapping[str, Path],
+        online: OnlineSigners,
+        now: datetime | None = None,
+    ) -> VerifiedRelease:
+        """Publish a product's next metadata and the release files it adds.
+
+        Every check runs before anything is written; a refused update leaves the
+        repository byte-for-byte as it was.
+
+        Args:
+            product: The product role.
+            new: The product's next metadata, signed by its release engineers.
+            files: Local file of every new target, by target path.
+            online: Snapshot and timestamp signers.
+            now: Reference time.
+
+        Raises:
+            PublishRefusedError: Any of the checks of
+                :func:`signer.verification.verify_release_update` fails.
+        """
+        now = now or utcnow()
+        with exclusive_lock(self._lock):
+            state = self.state()
+            require_signer(online.snapshot, state.root.signed, Snapshot.type)
+            require_signer(online.timestamp, state.root.signed, Timestamp.type)
+            digests = {path: file_digest(local) for path, local in files.items()}
+            sbom_json = b""
+            sbom_paths = [p for p in files if p.endswith("/sbom.cdx.json")]
+            if len(sbom_paths) == 1:
+                sbom_json = files[sbom_paths[0]].read_bytes()
+                # Hash what is checked, not what was hashed before (TOCTOU).
+                digests[sbom_paths[0]] = FileDigest(
+                    len(sbom_json), hashlib.sha256(sbom_json).hexdigest()
+                )
+            verified = verify_release_update(
+                targets=state.targets.signed,
+                product=product,
+                current=state.product(product),
+                new=new,
+                files=digests,
+                sbom_json=sbom_json,
+                now=now,
+            )
+            # Signatures by keys the delegation does not name were not counted;
+            # they are not published either.
+            for keyid in verified.signatures.unknown:
+                del new.signatures[keyid]
+            for path, target in verified.new_targets.items():
+                directory, _, name = path.rpartition("/")
+                dest = self.targets_dir / directory / f"{target.hashes['sha256']}.{name}"
+                _copy_immutable(files[path], dest, target.hashes["sha256"])
+            self._write_versioned(product, new)
+            state.products[product] = new
+            self._publish_online(state, online, now, {product: new.signed.version})
+            return verified
+
+    def releases(self, product: str) -> list[Any]:
+        """The releases a product's current metadata lists, oldest first."""
+        return product_releases(self.state().product(product))
+
+
+def _copy_immutable(src: Path, dest: Path, sha256: str) -> None:
+    """Copy a target file into place durably; the name carries its hash."""
+    if dest.exists():
+        if file_digest(dest).sha256 == sha256:
+            return
+        # Same hash-prefixed name, other content: only a corrupted earlier copy.
+        dest.unlink()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", delete=False) as tmp:
+        try:
+            with src.open("rb") as f:
+                shutil.copyfileobj(f, tmp, _CHUNK)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        except BaseException:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise
+    Path(tmp.name).replace(dest)
+    fsync_dir(dest.parent)
+
+
+def _check_keys(role: str, keys: Sequence[Key], threshold: int) -> None:
+    ids = [k.keyid for k in keys]
+    if len(set(ids)) != len(ids):
+        raise RepositoryError(f"{role}: the same key is given twice")
+    if threshold < 1 or threshold > len(keys):
+        raise RepositoryError(
+            f"{role}: threshold {threshold} needs between 1 and {len(keys)} key(s)"
+        )
+
+
+def _online_from(signers: Sequence[Signer], root: Root) -> OnlineSigners | None:
+    by_id = {s.public_key.keyid: s for s in signers}
+    snap = next((by_id[k] for k in root.roles["snapshot"].keyids if k in by_id), None)
+    ts = next((by_id[k] for k in root.roles["timestamp"].keyids if k in by_id), None)
+    if snap is None or ts is None:
+        return None
+    return OnlineSigners(snap, ts)

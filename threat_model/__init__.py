@@ -1,0 +1,1 @@
+"""threat_model: see DESIGN.md; built by a later issue."""

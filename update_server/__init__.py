@@ -1,0 +1,1 @@
+"""update_server: see DESIGN.md; built by a later issue."""
