@@ -37,7 +37,8 @@ class _LazyGroup(click.Group):
             return None
         module_name, attr = _COMPONENTS[cmd_name][0].split(":")
         command = getattr(importlib.import_module(module_name), attr)
-        assert isinstance(command, click.Command)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{module_name}:{attr} is not a click command")
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

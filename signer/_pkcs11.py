@@ -33,6 +33,7 @@ import hashlib
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ _QUERY_ATTRS = frozenset({"module-path", "pin-source"})
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _PIN_VALUE = re.compile(r"pin-value", re.IGNORECASE)
+_SESSION_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -222,8 +224,11 @@ def _parse_rfc7512(uri: str) -> Pkcs11Uri:
     for name in raw_query:
         if name not in _QUERY_ATTRS:
             raise KeyLoadError(f"{uri}: unsupported PKCS#11 URI query attribute {name!r}")
-    text = {k: unquote(v, errors="strict") for k, v in path_attrs.items()}
-    query = {k: unquote(v, errors="strict") for k, v in raw_query.items()}
+    try:
+        text = {k: unquote(v, errors="strict") for k, v in path_attrs.items()}
+        query = {k: unquote(v, errors="strict") for k, v in raw_query.items()}
+    except UnicodeDecodeError as e:
+        raise KeyLoadError(f"{uri}: attribute values must be UTF-8") from e
 
     key_id: int | None = None
     key_id_length: int | None = None
@@ -406,16 +411,20 @@ def _session(
 ) -> Iterator[pkcs11.Session]:
     """Open a session (logged in when ``pin`` is given) and close it after."""
     p11 = _import_pkcs11()
-    try:
-        session = token.open(rw=rw, user_pin=pin)
-    except p11.PKCS11Error as e:
-        raise _pkcs11_error(parsed, f"log in to {parsed.describe_token()}", e) from e
-    try:
-        yield session
-    finally:
-        # The token may be gone: then there is nothing left to release.
-        with suppress(p11.PKCS11Error):
-            session.close()
+    # PKCS#11 login state is per process, not per session: a second C_Login
+    # while another session is logged in fails. One session at a time.
+    with _SESSION_LOCK:
+        try:
+            session = token.open(rw=rw, user_pin=pin)
+        except p11.PKCS11Error as e:
+            action = f"log in to {parsed.describe_token()}"
+            raise _pkcs11_error(parsed, action, e) from e
+        try:
+            yield session
+        finally:
+            # The token may be gone: then there is nothing left to release.
+            with suppress(p11.PKCS11Error):
+                session.close()
 
 
 def _find_objects(

@@ -525,7 +525,8 @@ def release_create(
             "version": version_,
             "release_counter": release_counter,
         },
-        f"created bundle {out} for {product} {version_} (counter {release_counter}); it needs signatures",
+        f"created bundle {out} for {product} {version_} (counter {release_counter}); "
+        "it needs signatures",
     )
     del bundle
 

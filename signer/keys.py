@@ -39,7 +39,8 @@ __all__ = [
     "write_public_key",
 ]
 
-DEFAULT_PASSPHRASE_ENV = "PUMPGUARD_PASSPHRASE"  # noqa: S105 - an env var name, not a secret
+# nosec B105: the name of the environment variable, not a passphrase.
+DEFAULT_PASSPHRASE_ENV = "PUMPGUARD_PASSPHRASE"  # noqa: S105  # nosec B105
 _MIN_PASSPHRASE = 8
 
 
@@ -172,7 +173,8 @@ def default_keyid(key: Key) -> str:
     canonical = encode_canonical(
         {"keytype": key.keytype, "scheme": key.scheme, "keyval": key.keyval}
     )
-    assert isinstance(canonical, str)
+    if not isinstance(canonical, str):
+        raise SigningKeyError("cannot encode the key as canonical JSON")
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

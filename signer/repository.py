@@ -421,7 +421,8 @@ class Repository:
                 role = DelegatedRole(
                     product, [], threshold, terminating=True, paths=[f"{product}/*/*"]
                 )
-                assert targets.delegations is not None and targets.delegations.roles is not None
+                if targets.delegations is None or targets.delegations.roles is None:
+                    raise RepositoryError("targets delegates by hash bins, not by product")
                 targets.delegations.roles[product] = role
                 for key in keys:
                     targets.add_key(key, product)
@@ -462,12 +463,12 @@ class Repository:
                 for key in keys:
                     targets.add_key(key, product)
 
-            resigned = {}
+            resigned: dict[str, Metadata[Targets]] = {}
             if current is not None:
                 # Work on copies: nothing is written unless every signature is there.
-                new_targets = Metadata.from_bytes(state.targets.to_bytes())
+                new_targets: Metadata[Targets] = Metadata.from_bytes(state.targets.to_bytes())
                 change(new_targets.signed)
-                md = Metadata.from_bytes(current.to_bytes())
+                md: Metadata[Targets] = Metadata.from_bytes(current.to_bytes())
                 md.signed.version += 1
                 md.signed.expires = expiry(self.config.expiry_for(product), now)
                 sign_role(md, new_targets.signed, product, signers)
@@ -520,9 +521,9 @@ class Repository:
             result = root.get_root_verification_result(old.signed, new.signed_bytes, new.signatures)
             if not result.verified:
                 raise SignerError(
-                    f"root v{root.version} needs {result.first.threshold} signature(s) of the old root "
-                    f"keys (has {len(result.first.signed)}) and {result.second.threshold} of the new "
-                    f"(has {len(result.second.signed)})"
+                    f"root v{root.version} needs {result.first.threshold} signature(s) of the "
+                    f"old root keys (has {len(result.first.signed)}) and "
+                    f"{result.second.threshold} of the new (has {len(result.second.signed)})"
                 )
             self._write_versioned("root", new)
             return new

@@ -101,7 +101,8 @@ def repo_status(repo: Repository, now: datetime | None = None) -> RepoStatus:
             status.warnings.append(f"{role} {warning}: re-sign it")
         if not result.verified:
             status.errors.append(
-                f"{role} v{md.signed.version} has {len(result.signed)} of {result.threshold} valid signatures"
+                f"{role} v{md.signed.version} has {len(result.signed)} of "
+                f"{result.threshold} valid signatures"
             )
         status.roles.append(
             RoleStatus(
@@ -120,13 +121,15 @@ def repo_status(repo: Repository, now: datetime | None = None) -> RepoStatus:
     # (TUF spec 5.3.4), or clients updating through it will stop there.
     previous = None
     for version in repo.root_versions():
-        md = repo.load_root(version)
-        r = md.signed.get_root_verification_result(previous, md.signed_bytes, md.signatures)
+        root_md = repo.load_root(version)
+        r = root_md.signed.get_root_verification_result(
+            previous, root_md.signed_bytes, root_md.signatures
+        )
         if not r.verified:
             status.errors.append(
                 f"root v{version} is not signed by the thresholds of v{version - 1} and v{version}"
             )
-        previous = md.signed
+        previous = root_md.signed
     add("root", state.root, root, {})
     add("targets", state.targets, root, {})
     for name in sorted(

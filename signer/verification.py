@@ -224,7 +224,8 @@ def verify_release_update(
         highest = max(previous, key=lambda r: r.semver)
         if release.semver <= highest.semver:
             raise RollbackError(
-                f"version {release.version} is not greater than published {product} {highest.version}"
+                f"version {release.version} is not greater than published "
+                f"{product} {highest.version}"
             )
 
     _check_files(added, files)
@@ -284,7 +285,8 @@ def _check_sbom_binding(
     sbom_target = added[release.sbom_path]
     if sbom_target.hashes.get("sha256") != release.sbom_sha256:
         raise HashMismatchError(
-            f"the release names SBOM sha256 {release.sbom_sha256[:12]}..., the SBOM target has another"
+            f"the release names SBOM sha256 {release.sbom_sha256[:12]}..., "
+            "the SBOM target has another"
         )
     try:
         bound = bound_firmware_sha256(sbom_json)
