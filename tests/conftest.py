@@ -5,17 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from securesystemslib.signer import Signer
+from repo_support import PASSPHRASE, PRODUCT, CliResult, RepoEnv
 
-from signer.bundle import create_release, sign_bundle
-from signer.keys import PassphraseSource, generate_keypair, load_public_key, load_signer
-from signer.repository import OnlineSigners, Repository
+from signer.keys import generate_keypair, load_public_key
+from signer.repository import Repository
 
-PASSPHRASE = "test-passphrase-not-secret"
 KEY_NAMES = (
     "root1",
     "root2",
@@ -28,7 +25,6 @@ KEY_NAMES = (
     "re2",
     "outsider",
 )
-PRODUCT = "sigma-spectrum"
 
 
 @pytest.fixture(scope="session")
@@ -43,65 +39,6 @@ def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def _passphrase_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PUMPGUARD_PASSPHRASE", PASSPHRASE)
-
-
-@dataclass
-class RepoEnv:
-    """A repository with product ``sigma-spectrum`` (re1 + qa1, threshold 2)."""
-
-    path: Path
-    keys: Path
-    work: Path
-    _signers: dict[str, Signer] = field(default_factory=dict)
-
-    @property
-    def repo(self) -> Repository:
-        return Repository(self.path)
-
-    def key(self, name: str) -> Path:
-        return self.keys / f"{name}.key"
-
-    def pub(self, name: str) -> Path:
-        return self.keys / f"{name}.pub"
-
-    def signer(self, name: str) -> Signer:
-        if name not in self._signers:
-            self._signers[name] = load_signer(str(self.key(name)), PassphraseSource())
-        return self._signers[name]
-
-    @property
-    def online(self) -> OnlineSigners:
-        return OnlineSigners(self.signer("snapshot"), self.signer("timestamp"))
-
-    def firmware(self, version: str, size: int = 4096) -> Path:
-        path = self.work / f"fw-{version}.img"
-        path.write_bytes((f"PUMPGUARD-FW {version}\n".encode() * (size // 16 + 1))[:size])
-        return path
-
-    def bundle(
-        self,
-        version: str,
-        counter: int,
-        signers: tuple[str, ...] = ("re1", "qa1"),
-        *,
-        product: str = PRODUCT,
-        tar: bool = False,
-        hardware_ids: tuple[str, ...] = ("rev-b",),
-    ) -> Path:
-        out = self.work / f"bundle-{product}-{version}{'.tar' if tar else ''}"
-        create_release(
-            repo=self.repo,
-            product=product,
-            version=version,
-            release_counter=counter,
-            hardware_ids=hardware_ids,
-            firmware=self.firmware(version),
-            out=out,
-            notes=f"release {version}",
-        )
-        for name in signers:
-            sign_bundle(out, self.signer(name))
-        return out
 
 
 def _tree(path: Path) -> dict[str, bytes]:
@@ -141,13 +78,6 @@ def repo_env(key_dir: Path, tmp_path: Path) -> Iterator[RepoEnv]:
 def ci() -> bool:
     """Whether we run in CI, where a missing system component must fail, not skip."""
     return os.environ.get("CI") == "true"
-
-
-@dataclass(frozen=True)
-class CliResult:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture

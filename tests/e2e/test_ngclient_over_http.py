@@ -15,7 +15,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import RepoEnv
+from repo_support import RepoEnv
 from tuf.api.exceptions import BadVersionNumberError, RepositoryError, UnsignedMetadataError
 from tuf.ngclient import Updater
 

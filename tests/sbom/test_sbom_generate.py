@@ -28,8 +28,9 @@ def properties(component: dict[str, Any], name: str) -> list[str]:
 
 def component_named(doc: dict[str, Any], name: str) -> dict[str, Any]:
     """The component called ``name`` of an SBOM."""
-    (found,) = [c for c in doc.get("components", []) if c["name"] == name]
-    return found
+    found: list[dict[str, Any]] = [c for c in doc.get("components", []) if c["name"] == name]
+    assert len(found) == 1, f"{len(found)} components named {name!r}"
+    return found[0]
 
 
 def depends_on(doc: dict[str, Any], ref: str) -> set[str]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import RepoEnv
+from repo_support import RepoEnv
 from tuf.api.metadata import Metadata, TargetFile
 
 from pumpguard.release import ReleaseInfo

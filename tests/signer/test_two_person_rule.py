@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import CliResult, RepoEnv
+from repo_support import CliResult, RepoEnv
 
 
 def _publish(run_cli: Callable[..., CliResult], env: RepoEnv, bundle: Path) -> CliResult:
