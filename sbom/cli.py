@@ -97,6 +97,9 @@ def generate(
     The SBOM's firmware component carries the image's sha256 and size, so it is
     bound to exactly this image. The file is written atomically.
     """
+    for source in (firmware, components):
+        if source is not None and out.resolve() == source.resolve():
+            raise SbomError(f"--out {out} would overwrite the input {source}")
     sha256, size = _hash_file(firmware)
     document = build_firmware_sbom(
         product=product,

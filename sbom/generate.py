@@ -145,6 +145,8 @@ def build_firmware_sbom(
     # Guard against the library silently dropping data.
     if bound_firmware_sha256(document) != firmware_sha256:
         raise SbomValidationError("generated SBOM does not carry the firmware's sha256")
+    if len(json.loads(document).get("components", [])) != len(manifest.components):
+        raise SbomValidationError("generated SBOM lost components of the manifest")
     return document
 
 

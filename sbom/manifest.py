@@ -274,7 +274,13 @@ def _reject_unknown_keys(
 
 
 def _string(
-    table: Mapping[str, Any], key: str, where: _Where, *, required: bool, prefix: str = ""
+    table: Mapping[str, Any],
+    key: str,
+    where: _Where,
+    *,
+    required: bool,
+    prefix: str = "",
+    multiline: bool = False,
 ) -> str | None:
     field = f"{prefix}.{key}" if prefix else key
     if key not in table:
@@ -291,6 +297,8 @@ def _string(
         raise where.error(field, "must not be empty")
     if value != value.strip():
         raise where.error(field, "must not start or end with white space")
+    if not multiline and "\n" in value:
+        raise where.error(field, "must be one line")
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value if ch not in "\n\t"):
         raise where.error(field, "must not contain control characters")
     return value
@@ -322,8 +330,6 @@ def _parse_component(raw: Mapping[str, Any], where: _Where) -> tuple[ComponentSp
     name = _string(raw, "name", where, required=True)
     version = _string(raw, "version", where, required=True)
     assert name is not None and version is not None
-    if "\n" in name or "\n" in version:
-        raise where.error("name" if "\n" in name else "version", "must be one line")
 
     type_ = _string(raw, "type", where, required=False) or "library"
     if type_ not in COMPONENT_TYPES:
@@ -349,7 +355,7 @@ def _parse_component(raw: Mapping[str, Any], where: _Where) -> tuple[ComponentSp
         hashes=_parse_hashes(raw, where),
         support_level=support_level,
         end_of_support=_parse_end_of_support(raw, where),
-        description=_string(raw, "description", where, required=False),
+        description=_string(raw, "description", where, required=False, multiline=True),
     )
     return spec, _string_list(raw, "depends_on", where)
 

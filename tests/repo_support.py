@@ -68,6 +68,7 @@ class RepoEnv:
             firmware=self.firmware(version),
             out=out,
             notes=f"release {version}",
+            tar=tar,
         )
         for name in signers:
             sign_bundle(out, self.signer(name))

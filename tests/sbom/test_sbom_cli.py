@@ -155,3 +155,15 @@ def test_generate_into_a_missing_directory_is_a_clean_error(
 
     assert exited.value.code == 1
     assert capsys.readouterr().err.startswith("error: cannot write ")
+
+
+def test_generate_refuses_to_overwrite_the_firmware(
+    firmware: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = firmware.read_bytes()
+    with pytest.raises(SystemExit) as exited:
+        main(_args(firmware, firmware))
+
+    assert exited.value.code == 1
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert firmware.read_bytes() == before

@@ -315,3 +315,16 @@ def test_the_example_manifest_of_the_docs_builds_a_valid_sbom(
     doc = json.loads(document)
     assert len(doc["components"]) == 4
     assert "supplier" not in component_named(doc, "littlefs")
+
+
+def test_license_refs_next_to_spdx_ids_are_written_as_license_names(
+    build: Build, write_manifest: WriteManifest
+) -> None:
+    manifest = write_manifest(
+        '[[component]]\nname = "x"\nversion = "1"\nlicenses = ["MIT", "LicenseRef-acme"]\n'
+    )
+    doc = build(components_manifest=manifest)
+    assert component_named(doc, "x")["licenses"] == [
+        {"license": {"id": "MIT"}},
+        {"license": {"name": "LicenseRef-acme"}},
+    ]

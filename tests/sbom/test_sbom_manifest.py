@@ -290,3 +290,29 @@ def test_missing_manifest_file_is_a_manifest_error(tmp_path: Path) -> None:
 
 def test_manifest_error_exit_code_is_the_configuration_one() -> None:
     assert ComponentManifestError.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("licenses", "expected"),
+    [
+        ('["GPL-2.0-only WITH Linux-syscall-note"]', ("GPL-2.0-only WITH Linux-syscall-note",)),
+        ('["MIT AND LicenseRef-acme"]', ("MIT AND LicenseRef-acme",)),
+        ('["MIT", "LicenseRef-acme"]', ("MIT", "LicenseRef-acme")),
+    ],
+    ids=["with-exception", "expression-with-license-ref", "id-and-license-ref"],
+)
+def test_spdx_expressions_and_license_refs_are_accepted(
+    write_manifest: WriteManifest, licenses: str, expected: tuple[str, ...]
+) -> None:
+    path = write_manifest(f'[[component]]\nname = "x"\nversion = "1"\nlicenses = {licenses}\n')
+    (spec,) = load_component_manifest(path)
+    assert spec.licenses == expected
+
+
+def test_description_may_span_lines_but_a_name_may_not(write_manifest: WriteManifest) -> None:
+    path = write_manifest('[[component]]\nname = "x"\nversion = "1"\ndescription = "a\\nb"\n')
+    assert load_component_manifest(path)[0].description == "a\nb"
+
+    path = write_manifest('[[component]]\nname = "x\\ny"\nversion = "1"\n')
+    with pytest.raises(ComponentManifestError, match="field 'name': must be one line"):
+        load_component_manifest(path)
