@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed
 
 demo: venv
-	$(BIN)/python -m pumpguard.demo
+	$(BIN)/python scripts/demo.py
 
 # System parts the tests drive for real (SoftHSM2 ...) are installed by the
 # project's own script; under CI=true a missing part fails the tests.

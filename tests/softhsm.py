@@ -2,7 +2,7 @@
 
 Usage in a test module::
 
-    from tests.softhsm import SoftHsmToken, softhsm_token
+    from softhsm import SoftHsmToken, softhsm_token
 
     @pytest.fixture
     def token(tmp_path, monkeypatch):

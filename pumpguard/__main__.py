@@ -1,0 +1,5 @@
+"""``python -m pumpguard`` runs the CLI."""
+
+from pumpguard.cli import main
+
+main()
