@@ -64,6 +64,14 @@ def _online_options(f: F) -> F:
     )(f)
 
 
+_PUB = click.Path(dir_okay=False, path_type=Path)
+
+
+def _pub_option(flag: str, dest: str, help_: str, *, multiple: bool = True) -> Callable[[F], F]:
+    """A required option naming public key file(s)."""
+    return click.option(flag, dest, multiple=multiple, required=True, type=_PUB, help=help_)
+
+
 def _signers(specs: Sequence[str], passphrase_env: str) -> list[Signer]:
     source = PassphraseSource(passphrase_env)
     return [load_signer(spec, source) for spec in specs]
@@ -193,37 +201,11 @@ def _parse_expiry(values: Sequence[str]) -> dict[str, float]:
 
 @repo.command("init")
 @_repo_option
-@click.option(
-    "--root-key",
-    "root_keys",
-    multiple=True,
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Root public key (repeat).",
-)
+@_pub_option("--root-key", "root_keys", "Root public key (repeat).")
 @click.option("--root-threshold", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option(
-    "--targets-key",
-    "targets_keys",
-    multiple=True,
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Targets public key (repeat).",
-)
-@click.option(
-    "--snapshot-key",
-    "snapshot_key",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Snapshot public key.",
-)
-@click.option(
-    "--timestamp-key",
-    "timestamp_key",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Timestamp public key.",
-)
+@_pub_option("--targets-key", "targets_keys", "Targets public key (repeat).")
+@_pub_option("--snapshot-key", "snapshot_key", "Snapshot public key.", multiple=False)
+@_pub_option("--timestamp-key", "timestamp_key", "Timestamp public key.", multiple=False)
 @click.option(
     "--sign",
     "sign",
@@ -295,14 +277,7 @@ def repo_init(
 @repo.command("add-product")
 @_repo_option
 @click.option("--product", required=True, help="Product line; becomes the role for PRODUCT/*.")
-@click.option(
-    "--key",
-    "keys_",
-    multiple=True,
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Release engineer / QA public key (repeat).",
-)
+@_pub_option("--key", "keys_", "Release engineer / QA public key (repeat).")
 @click.option(
     "--threshold",
     type=click.IntRange(min=1),
@@ -343,14 +318,7 @@ def repo_add_product(
 @repo.command("rotate-product")
 @_repo_option
 @click.option("--product", required=True)
-@click.option(
-    "--key",
-    "keys_",
-    multiple=True,
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="New product public key (repeat).",
-)
+@_pub_option("--key", "keys_", "New product public key (repeat).")
 @click.option("--threshold", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option(
     "--sign",

@@ -329,21 +329,17 @@ class Repository:
             repo.metadata_dir.exists() and any(repo.metadata_dir.iterdir())
         ):
             raise RepositoryError(f"{path} already holds a repository")
-        for role, keys, threshold in (
+        roles = (
             ("root", root_keys, root_threshold),
             ("targets", targets_keys, targets_threshold),
             ("snapshot", snapshot_keys, 1),
             ("timestamp", timestamp_keys, 1),
-        ):
+        )
+        for role, keys, threshold in roles:
             _check_keys(role, keys, threshold)
         signers = list(signers)
         root = Root(expires=expiry(config.expiry_for("root"), now), consistent_snapshot=True)
-        for role, keys, threshold in (
-            ("root", root_keys, root_threshold),
-            ("targets", targets_keys, targets_threshold),
-            ("snapshot", snapshot_keys, 1),
-            ("timestamp", timestamp_keys, 1),
-        ):
+        for role, keys, threshold in roles:
             for key in keys:
                 root.add_key(key, role)
             root.roles[role].threshold = threshold
