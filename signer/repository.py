@@ -233,7 +233,7 @@ class Repository:
 
     def state(self) -> RepoState:
         """Load the current repository, following ``timestamp.json``."""
-        self.config  # noqa: B018 - raises a clear error for a non-repository
+        _ = self.config  # raises a clear error for a non-repository
         root = self.load_root()
         if not (self.metadata_dir / "timestamp.json").exists():
             # Before the online roles first signed: only the offline part exists.
