@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
 import shutil
 import statistics
@@ -307,11 +308,10 @@ def _write_layout(
             (meta_dir / f"{version}.{role}.json").touch()
     targets_dir = path / "targets"
     for release in releases:
+        dest = targets_dir / release.info.product / release.info.version
+        dest.mkdir(parents=True)
         for target_path, (sha256, data) in release.files().items():
-            directory, _, name = target_path.rpartition("/")
-            dest = targets_dir / directory
-            dest.mkdir(parents=True, exist_ok=True)
-            (dest / f"{sha256}.{name}").write_bytes(data)
+            (dest / f"{sha256}.{target_path.rpartition('/')[2]}").write_bytes(data)
 
 
 def _windowed(releases: Sequence[Release], window: int) -> list[Release]:
@@ -336,7 +336,8 @@ def build_delegated(
     cfg: RepoConfig,
     now: datetime,
 ) -> None:
-    """The state ``Repository.init`` + ``add_product`` x products + one publish per release leave."""
+    """What ``Repository.init``, one ``add_product`` per product and one publish per
+    release would leave."""
     root = _new_root(keys, [keys.targets], cfg, now)
     root_bytes = _sign(Metadata(root), root, Root.type, [keys.root])
 
@@ -644,12 +645,11 @@ class SizeResult:
     def ratio(self, what: str) -> float:
         """flat / delegated of ``publish``, ``fresh`` or ``update``."""
         d, f = self.layouts["delegated"], self.layouts["flat"]
-        pick = {
-            "publish": lambda r: r.publish_median_s,
-            "fresh": lambda r: r.fresh_bytes,
-            "update": lambda r: r.update_bytes,
-        }[what]
-        return float(pick(f)) / float(pick(d))
+        if what == "publish":
+            return f.publish_median_s / d.publish_median_s
+        if what == "fresh":
+            return f.fresh_bytes / d.fresh_bytes
+        return f.update_bytes / d.update_bytes
 
 
 def measure_size(
@@ -690,6 +690,9 @@ def measure_size(
             publish = publish_flat
         build_s = time.perf_counter() - start
         Repository(repo_dir).state()  # the product code loads what was built
+        # The build does not fsync; flush it now, or the first timed publish's
+        # fsync would pay for committing thousands of unsynced files.
+        os.sync()
 
         times = []
         cache = base / f"{layout}-pump-cache"
@@ -769,7 +772,8 @@ def print_report(
     """The human-readable tables."""
     first = min(results, key=lambda r: r.releases)
     pub = Table(
-        title=f"(a) Publish one more release (median of {len(first.layouts['delegated'].publish_s)})"
+        title=f"(a) Publish one more release (median of {len(first.layouts['delegated'].publish_s)}"
+        " publishes)"
     )
     for col in (
         "releases",
@@ -855,7 +859,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--sizes",
         type=parse_sizes,
-        default=list(DEFAULT_SIZES),
+        default=",".join(str(n) for n in DEFAULT_SIZES),
         help="comma-separated numbers of releases (default: %(default)s)",
     )
     parser.add_argument(

@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -168,18 +168,40 @@ class OnlineSigners:
 
 @dataclass
 class RepoState:
-    """The repository as clients currently see it."""
+    """The repository as clients currently see it.
+
+    Product metadata is loaded on first use: a publish touches one product, and
+    parsing every product's releases would make it grow with the whole
+    repository instead of with that product (bench/repo_scale.py).
+    """
 
     root: Metadata[Root]
     targets: Metadata[Targets]
     snapshot: Metadata[Snapshot] | None
     timestamp: Metadata[Timestamp] | None
-    products: dict[str, Metadata[Targets]]
+    #: Current metadata version of every product with a release.
+    product_versions: dict[str, int]
+    _loader: Callable[[str, int], Metadata[Targets]] | None = field(default=None, repr=False)
+    _products: dict[str, Metadata[Targets]] = field(default_factory=dict, repr=False)
 
     def product(self, name: str) -> Metadata[Targets] | None:
-        """A product's current metadata, None before its first release."""
+        """A product's current metadata, None before its first release.
+
+        Raises:
+            UnknownProductError: targets does not delegate to ``name``.
+        """
         delegation_for(self.targets.signed, name)
-        return self.products.get(name)
+        if name not in self._products:
+            version = self.product_versions.get(name)
+            if version is None or self._loader is None:
+                return None
+            self._products[name] = self._loader(name, version)
+        return self._products[name]
+
+    def set_product(self, name: str, md: Metadata[Targets]) -> None:
+        """Record a product's new metadata (before snapshot is re-signed)."""
+        self._products[name] = md
+        self.product_versions[name] = md.signed.version
 
 
 class Repository:
@@ -216,14 +238,16 @@ class Repository:
         return md
 
     def root_versions(self) -> list[int]:
-        """Versions of root present, which must run 1..N without gaps."""
-        versions = sorted(
-            int(p.name.split(".", 1)[0])
-            for p in self.metadata_dir.glob("*.root.json")
-            if p.name.split(".", 1)[0].isdigit()
-        )
-        if not versions or versions != list(range(1, len(versions) + 1)):
-            raise RepositoryError(f"{self.metadata_dir}: root versions are missing or have gaps")
+        """Versions of root present: 1..N, found the way clients walk them.
+
+        Probing N+1 (TUF spec 5.3.3) rather than listing the directory keeps
+        this independent of how many other metadata files the repository holds.
+        """
+        versions: list[int] = []
+        while (self.metadata_dir / f"{len(versions) + 1}.root.json").is_file():
+            versions.append(len(versions) + 1)
+        if not versions:
+            raise RepositoryError(f"{self.metadata_dir} has no 1.root.json")
         return versions
 
     def load_root(self, version: int | None = None) -> Metadata[Root]:
@@ -248,12 +272,15 @@ class Repository:
         snapshot = self._load(f"{timestamp.signed.snapshot_meta.version}.snapshot.json", Snapshot)
         meta = snapshot.signed.meta
         targets = self._load(f"{meta['targets.json'].version}.targets.json", Targets)
-        products = {
-            name[: -len(".json")]: self._load(f"{info.version}.{name}", Targets)
+        versions = {
+            name[: -len(".json")]: info.version
             for name, info in meta.items()
             if name != "targets.json"
         }
-        return RepoState(root, targets, snapshot, timestamp, products)
+        return RepoState(root, targets, snapshot, timestamp, versions, self._load_product)
+
+    def _load_product(self, name: str, version: int) -> Metadata[Targets]:
+        return self._load(f"{version}.{name}.json", Targets)
 
     # ----------------------------------------------------------------- writing
     def _write_versioned(self, role: str, md: Metadata[Any]) -> None:
@@ -264,7 +291,7 @@ class Repository:
         )
 
     def _publish_online(
-        self, state: RepoState, online: OnlineSigners, now: datetime, changed: Mapping[str, int]
+        self, state: RepoState, online: OnlineSigners, now: datetime
     ) -> tuple[Metadata[Snapshot], Metadata[Timestamp]]:
         """Write a new snapshot and, last and atomically, a new timestamp."""
         root = state.root.signed
@@ -272,9 +299,7 @@ class Repository:
         require_signer(online.timestamp, root, Timestamp.type)
         cfg = self.config
         meta: dict[str, MetaFile] = {"targets.json": MetaFile(state.targets.signed.version)}
-        for name, md in state.products.items():
-            meta[f"{name}.json"] = MetaFile(md.signed.version)
-        for name, version in changed.items():
+        for name, version in state.product_versions.items():
             meta[f"{name}.json"] = MetaFile(version)
         snap_version = state.snapshot.signed.version + 1 if state.snapshot else 1
         snapshot = Metadata(
@@ -361,9 +386,7 @@ class Repository:
             repo._write_versioned("root", root_md)
             repo._write_versioned("targets", targets_md)
             if online is not None:
-                repo._publish_online(
-                    RepoState(root_md, targets_md, None, None, {}), online, now, {}
-                )
+                repo._publish_online(RepoState(root_md, targets_md, None, None, {}), online, now)
             fsync_dir(path)
         return repo
 
@@ -381,13 +404,11 @@ class Repository:
         targets.version += 1
         targets.expires = expiry(self.config.expiry_for("targets"), now)
         sign_role(state.targets, state.root.signed, Targets.type, signers)
-        changed = {}
         for name, md in (resigned_products or {}).items():
             self._write_versioned(name, md)
-            state.products[name] = md
-            changed[name] = md.signed.version
+            state.set_product(name, md)
         self._write_versioned("targets", state.targets)
-        self._publish_online(state, online, now, changed)
+        self._publish_online(state, online, now)
 
     def add_product(
         self,
@@ -544,7 +565,7 @@ class Repository:
                 ):
                     due = True
             if due:
-                self._publish_online(state, online, now, {})
+                self._publish_online(state, online, now)
             return due
 
     def publish(
@@ -603,8 +624,8 @@ class Repository:
                 dest = self.targets_dir / directory / f"{target.hashes['sha256']}.{name}"
                 _copy_immutable(files[path], dest, target.hashes["sha256"])
             self._write_versioned(product, new)
-            state.products[product] = new
-            self._publish_online(state, online, now, {product: new.signed.version})
+            state.set_product(product, new)
+            self._publish_online(state, online, now)
             return verified
 
     def releases(self, product: str) -> list[Any]:

@@ -135,7 +135,7 @@ def repo_status(repo: Repository, now: datetime | None = None) -> RepoStatus:
     for name in sorted(
         state.targets.signed.delegations.roles or {} if state.targets.signed.delegations else {}
     ):
-        md = state.products.get(name)
+        md = state.product(name)
         if md is None:
             delegated = state.targets.signed.get_delegated_role(name)
             status.roles.append(
