@@ -39,7 +39,8 @@ __all__ = [
     "write_public_key",
 ]
 
-# nosec B105: the name of the environment variable, not a passphrase.
+# Bandit B105 (hardcoded password) is suppressed: this is the name of the
+# environment variable that holds the passphrase, not a passphrase.
 DEFAULT_PASSPHRASE_ENV = "PUMPGUARD_PASSPHRASE"  # noqa: S105  # nosec B105
 _MIN_PASSPHRASE = 8
 

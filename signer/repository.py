@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -64,6 +65,8 @@ __all__ = [
     "Repository",
     "file_digest",
 ]
+
+logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "pumpguard-repo.json"
 TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
@@ -289,6 +292,7 @@ class Repository:
         atomic_write_bytes(
             self.metadata_dir / f"{md.signed.version}.{role}.json", md.to_bytes(SERIALIZER)
         )
+        logger.info("%s: wrote %s v%d", self.path, role, md.signed.version)
 
     def _publish_online(
         self, state: RepoState, online: OnlineSigners, now: datetime
@@ -320,6 +324,9 @@ class Repository:
         # TUF spec 5.3/5.4 and DESIGN.md: timestamp.json is replaced last and
         # atomically, so a client sees the old or the new repository, never a mix.
         atomic_write_bytes(self.metadata_dir / "timestamp.json", timestamp.to_bytes(SERIALIZER))
+        logger.info(
+            "%s: snapshot v%d and timestamp v%d published", self.path, snap_version, ts_version
+        )
         return snapshot, timestamp
 
     @classmethod
@@ -626,6 +633,14 @@ class Repository:
             self._write_versioned(product, new)
             state.set_product(product, new)
             self._publish_online(state, online, now)
+            logger.info(
+                "%s: published %s %s (counter %d), signed by %s",
+                self.path,
+                product,
+                verified.release.version,
+                verified.release.release_counter,
+                ", ".join(k[:12] for k in verified.signatures.signed),
+            )
             return verified
 
     def releases(self, product: str) -> list[Any]:
