@@ -22,6 +22,7 @@ demo: venv
 # project's own script; under CI=true a missing part fails the tests.
 test-deps:
 	bash scripts/install-test-deps.sh
+	bash scripts/start-postgres.sh
 
 test: venv test-deps
 	$(BIN)/python -m pytest -q

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from repo_support import PASSPHRASE, PRODUCT, CliResult, RepoEnv
 
+from repo_support import PASSPHRASE, PRODUCT, CliResult, RepoEnv
 from signer.keys import generate_keypair, load_public_key
 from signer.repository import Repository
 

@@ -15,11 +15,11 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from repo_support import RepoEnv
 from tuf.api.exceptions import BadVersionNumberError, RepositoryError, UnsignedMetadataError
 from tuf.ngclient import Updater
 
 from pumpguard.release import ReleaseInfo
+from repo_support import RepoEnv
 from sbom import bound_firmware_sha256
 from signer.bundle import publish_bundle
 from signer.keys import load_public_key

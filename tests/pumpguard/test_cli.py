@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 
 import click
 import pytest
-from repo_support import CliResult
 
 from pumpguard.cli import cli
+from repo_support import CliResult
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from repo_support import PASSPHRASE, CliResult
 from tuf.api.metadata import Metadata, Targets
 
+from repo_support import PASSPHRASE, CliResult
 from signer.errors import KeyLoadError, SigningKeyError
 from signer.keys import KeyType, generate_keypair, load_public_key, load_signer
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from repo_support import CliResult, RepoEnv
 from softhsm import SoftHsmToken, softhsm_token
 

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from repo_support import RepoEnv
 from tuf.api.metadata import Metadata, TargetFile
 
 from pumpguard.release import ReleaseInfo
+from repo_support import RepoEnv
 from sbom import build_firmware_sbom
 from signer.bundle import publish_bundle, sign_bundle
 from signer.errors import (

@@ -8,9 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from repo_support import PRODUCT, CliResult, RepoEnv
 from tuf.api.metadata import Metadata
 
+from repo_support import PRODUCT, CliResult, RepoEnv
 from signer._signing import utcnow
 from signer.bundle import publish_bundle
 from signer.errors import RepositoryError, SignerError

@@ -1,0 +1,100 @@
+"""Test support for the update server: data folders, databases, live servers."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from repo_support import RepoEnv
+
+PG_MAINTENANCE = os.environ.get(
+    "PUMPGUARD_TEST_POSTGRES", "postgresql+psycopg:///postgres?host=/var/run/postgresql"
+)
+
+
+def _psycopg_dsn(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def postgres_available() -> str | None:
+    """None if the test PostgreSQL answers, else why not."""
+    try:
+        import psycopg
+
+        with psycopg.connect(_psycopg_dsn(PG_MAINTENANCE), connect_timeout=3):
+            return None
+    except Exception as e:
+        return f"PostgreSQL is not available at {PG_MAINTENANCE}: {e}"
+
+
+def require_postgres() -> None:
+    """Fail under CI=true, skip elsewhere, when PostgreSQL is missing."""
+    reason = postgres_available()
+    if reason is None:
+        return
+    reason += " (make test starts it with scripts/start-postgres.sh)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty database for one test; dropped afterwards."""
+    import psycopg
+
+    name = f"pumpguard_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_psycopg_dsn(PG_MAINTENANCE), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, query = PG_MAINTENANCE.partition("?")
+    url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
+    try:
+        yield url
+    finally:
+        with psycopg.connect(_psycopg_dsn(PG_MAINTENANCE), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class ServerEnv:
+    """A server data folder built from a RepoEnv's repository and keys."""
+
+    repo: RepoEnv
+    data_dir: Path
+    database_url: str
+    admin_token: str
+
+    @property
+    def repo_dir(self) -> Path:
+        return self.data_dir / "repo"
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        return {
+            "data_dir": self.data_dir,
+            "database_url": self.database_url,
+            "refresh_interval": 0,
+            **overrides,
+        }
+
+
+@contextmanager
+def live_server(app: Flask) -> Iterator[str]:
+    """Serve ``app`` over real HTTP on loopback; yields the base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,65 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from update_server import db
+from update_server.config import ServerConfig, load_config
+from update_server.errors import ApiError
+
+__all__ = ["create_app"]
+
+
+def create_app(config: ServerConfig | Mapping[str, Any] | None = None) -> Flask:
+    """Create the server app.
+
+    Args:
+        config: A :class:`ServerConfig`, or a mapping with ``data_dir`` and any
+            settings to override (tests), or None to load ``PUMPGUARD_DATA``.
+    """
+    if config is None or isinstance(config, Mapping):
+        overrides = dict(config or {})
+        import os
+
+        data_dir = Path(overrides.pop("data_dir", None) or os.environ["PUMPGUARD_DATA"])
+        base = load_config(data_dir)
+        from dataclasses import replace
+
+        config = replace(base, **overrides)
+    app = Flask(__name__)
+    app.config["PUMPGUARD"] = config
+    app.config["MAX_CONTENT_LENGTH"] = config.max_bundle_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    db.init_app(app)
+    _register_error_handlers(app)
+    for module in _FEATURES:
+        module.init_app(app)
+    return app
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(e: ApiError) -> tuple[Response, int]:
+        return jsonify(e.to_json()), e.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e: HTTPException) -> tuple[Response, int]:
+        # Every error an API client sees is JSON that says what is wrong.
+        code = e.code or 500
+        body = {
+            "error": {
+                "code": (e.name or "error").lower().replace(" ", "_"),
+                "message": e.description,
+            }
+        }
+        return jsonify(body), code
+
+
+_FEATURES: list[Any] = []

@@ -1,0 +1,115 @@
+"""The hash-chained audit log.
+
+Every publish, token and enrollment change appends an entry whose hash covers
+its content and the previous entry's hash, so changing or removing any entry
+breaks the chain from there on (``pumpguard server audit verify``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from update_server.errors import ServerError
+from update_server.models import AuditEntry, utcnow
+
+__all__ = ["GENESIS", "AuditChainError", "AuditReport", "append", "entry_hash", "verify_chain"]
+
+GENESIS = "0" * 64
+
+
+class AuditChainError(ServerError):
+    """The audit chain is broken: an entry was changed, inserted or removed."""
+
+    exit_code = 4
+
+
+def entry_hash(seq: int, at: datetime, actor: str, action: str, detail: Any, prev_hash: str) -> str:
+    """sha256 over the canonical JSON of an entry and its predecessor's hash."""
+    body = json.dumps(
+        {
+            "seq": seq,
+            "at": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "actor": actor,
+            "action": action,
+            "detail": detail,
+            "prev": prev_hash,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def append(session: Session, actor: str, action: str, **detail: Any) -> AuditEntry:
+    """Append an entry in the caller's transaction.
+
+    The newest entry is read with a row lock where the database has them, so
+    concurrent appends serialise instead of forking the chain; a fork would
+    also fail the unique sequence number and roll the transaction back.
+    """
+    last = session.execute(
+        select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1).with_for_update()
+    ).scalar_one_or_none()
+    seq = last.seq + 1 if last else 1
+    prev = last.hash if last else GENESIS
+    # Microseconds survive every backend; the hash is computed over exactly this.
+    at = utcnow().replace(tzinfo=UTC)
+    clean = json.loads(json.dumps(detail, sort_keys=True, default=str))
+    entry = AuditEntry(
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        detail=clean,
+        prev_hash=prev,
+        hash=entry_hash(seq, at, actor, action, clean, prev),
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """Result of a successful chain verification."""
+
+    entries: int
+    head: str
+
+
+def verify_chain(session: Session, expected_head: str | None = None) -> AuditReport:
+    """Recompute the chain from the first entry.
+
+    Args:
+        session: Database session.
+        expected_head: If given (e.g. a hash recorded off-site), the chain must
+            end there, which also detects removal of the newest entries.
+
+    Raises:
+        AuditChainError: The first entry where the chain breaks, and why.
+    """
+    prev = GENESIS
+    count = 0
+    expected_seq = 1
+    for entry in session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars():
+        if entry.seq != expected_seq:
+            raise AuditChainError(f"audit entry {expected_seq} is missing (next is {entry.seq})")
+        if entry.prev_hash != prev:
+            raise AuditChainError(f"audit entry {entry.seq} does not follow entry {entry.seq - 1}")
+        at = entry.at if entry.at.tzinfo else entry.at.replace(tzinfo=UTC)
+        if entry_hash(entry.seq, at, entry.actor, entry.action, entry.detail, prev) != entry.hash:
+            raise AuditChainError(f"audit entry {entry.seq} ({entry.action}) was changed")
+        prev = entry.hash
+        count += 1
+        expected_seq += 1
+    if expected_head is not None and prev != expected_head:
+        raise AuditChainError(f"the audit chain ends at {prev[:12]}, not at {expected_head[:12]}")
+    return AuditReport(count, prev)

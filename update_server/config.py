@@ -1,0 +1,129 @@
+"""Server configuration: ``DATA/server.toml`` overridden by ``PUMPGUARD_*`` env vars."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from pumpguard.errors import ConfigError
+
+__all__ = ["CONFIG_NAME", "ServerConfig", "load_config"]
+
+CONFIG_NAME = "server.toml"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the server needs to run.
+
+    Attributes:
+        data_dir: The server's data folder (repository, database, keys).
+        database_url: SQLAlchemy URL; SQLite in the data folder by default,
+            PostgreSQL in production (``DATABASE_URL``).
+        snapshot_key: Online snapshot key: a key file (relative to
+            ``data_dir``) or a PKCS#11 URI.
+        timestamp_key: Online timestamp key, likewise.
+        passphrase_env: Env var holding the online key files' passphrase.
+        poll_interval: Seconds a pump waits between check-ins.
+        refresh_interval: Seconds between the scheduler's freshness checks of
+            snapshot and timestamp (0 disables the in-process scheduler).
+        max_bundle_bytes: Largest release bundle accepted.
+        clock_skew: Seconds a signed device request's timestamp may differ
+            from the server's clock.
+        public_url: Base URL pumps use for /tuf (documentation only).
+    """
+
+    data_dir: Path
+    database_url: str = ""
+    snapshot_key: str = "keys/snapshot.key"
+    timestamp_key: str = "keys/timestamp.key"
+    # The name of the variable holding the passphrase, not a passphrase.
+    passphrase_env: str = "PUMPGUARD_PASSPHRASE"  # noqa: S105  # nosec B105
+    poll_interval: int = 60
+    refresh_interval: float = 300.0
+    max_bundle_bytes: int = 2 << 30
+    clock_skew: int = 300
+    public_url: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'server.db'}")
+        for name in ("poll_interval", "max_bundle_bytes", "clock_skew"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+        if not isinstance(self.refresh_interval, int | float) or self.refresh_interval < 0:
+            raise ConfigError("refresh_interval must be a number of seconds >= 0")
+
+    @property
+    def repo_dir(self) -> Path:
+        """The TUF repository the server publishes into."""
+        return self.data_dir / "repo"
+
+    def key_spec(self, spec: str) -> str:
+        """A key spec with file paths resolved against the data folder."""
+        if spec.startswith(("pkcs11:", "hsm:")):
+            return spec
+        path = Path(spec)
+        return str(path if path.is_absolute() else self.data_dir / path)
+
+
+_ENV_FIELDS = {
+    "database_url": str,
+    "snapshot_key": str,
+    "timestamp_key": str,
+    "passphrase_env": str,
+    "poll_interval": int,
+    "refresh_interval": float,
+    "max_bundle_bytes": int,
+    "clock_skew": int,
+    "public_url": str,
+}
+
+
+def load_config(data_dir: Path, environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """Load ``DATA/server.toml``, then apply ``PUMPGUARD_<FIELD>`` env overrides.
+
+    ``DATABASE_URL`` is honoured too (the usual name on hosting platforms).
+
+    Raises:
+        ConfigError: The file is not valid TOML, names unknown settings, or a
+            value has the wrong type.
+    """
+    environ = os.environ if environ is None else environ
+    path = data_dir / CONFIG_NAME
+    values: dict[str, Any] = {}
+    if path.exists():
+        try:
+            values = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: {e}") from e
+    known = {f.name for f in fields(ServerConfig)} - {"data_dir", "extra"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+    if environ.get("DATABASE_URL"):
+        values["database_url"] = environ["DATABASE_URL"]
+    for name, kind in _ENV_FIELDS.items():
+        raw = environ.get(f"PUMPGUARD_{name.upper()}")
+        if raw is not None:
+            try:
+                values[name] = kind(raw)
+            except ValueError as e:
+                raise ConfigError(
+                    f"PUMPGUARD_{name.upper()}={raw!r} is not a {kind.__name__}"
+                ) from e
+    try:
+        return ServerConfig(data_dir=data_dir, **values)
+    except TypeError as e:
+        raise ConfigError(f"{path}: {e}") from e
+
+
+def with_overrides(config: ServerConfig, **changes: Any) -> ServerConfig:
+    """A copy of ``config`` with some settings changed (tests, CLI flags)."""
+    return replace(config, **changes)

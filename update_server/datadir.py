@@ -1,0 +1,139 @@
+"""Creating a server data folder, loading its online keys, indexing releases."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from pumpguard.errors import ConfigError
+from pumpguard.fsutil import atomic_write_bytes
+from signer import OnlineSigners, PassphraseSource, Repository, load_signer, product_releases
+from update_server import audit
+from update_server.auth import create_token
+from update_server.config import CONFIG_NAME, ServerConfig, load_config
+from update_server.db import engine_for, migrate, session_scope
+from update_server.models import Release
+
+__all__ = ["init_data_dir", "load_online_signers", "sync_release_index"]
+
+
+def load_online_signers(config: ServerConfig) -> OnlineSigners:
+    """The snapshot and timestamp signers the configuration names.
+
+    Passphrases come only from the environment: a server never prompts.
+
+    Raises:
+        KeyLoadError: A key cannot be loaded.
+        ConfigError: The keys are not root's snapshot and timestamp keys.
+    """
+    source = PassphraseSource(config.passphrase_env, interactive=False)
+    online = OnlineSigners(
+        load_signer(config.key_spec(config.snapshot_key), source),
+        load_signer(config.key_spec(config.timestamp_key), source),
+    )
+    root = Repository(config.repo_dir).load_root().signed
+    for role, s in (("snapshot", online.snapshot), ("timestamp", online.timestamp)):
+        if s.public_key.keyid not in root.roles[role].keyids:
+            raise ConfigError(
+                f"the configured {role} key is not a {role} key of root v{root.version}"
+            )
+    return online
+
+
+def sync_release_index(session: Session, repo: Repository, published_by: str = "") -> int:
+    """Add every release the repository lists to the database index.
+
+    Returns:
+        The number of releases added.
+    """
+    state = repo.state()
+    known = {(r.product, r.version) for r in session.execute(select(Release)).scalars()}
+    added = 0
+    for product in sorted(state.product_versions):
+        md = state.product(product)
+        for release in product_releases(md):
+            if (release.product, release.version) in known or md is None:
+                continue
+            fw = md.signed.targets[release.firmware_path]
+            session.add(
+                Release(
+                    product=release.product,
+                    version=release.version,
+                    release_counter=release.release_counter,
+                    hardware_ids=list(release.hardware_ids),
+                    firmware_path=release.firmware_path,
+                    firmware_sha256=fw.hashes["sha256"],
+                    firmware_length=fw.length,
+                    sbom_path=release.sbom_path,
+                    notes=release.notes,
+                    signed_by=sorted(md.signatures),
+                    published_by=published_by,
+                )
+            )
+            added += 1
+    return added
+
+
+def init_data_dir(
+    data_dir: Path,
+    *,
+    repo: Path,
+    snapshot_key: str,
+    timestamp_key: str,
+    database_url: str | None = None,
+    passphrase_env: str = "PUMPGUARD_PASSPHRASE",  # noqa: S107  # nosec B107 - an env var name
+    admin_name: str = "admin",
+) -> tuple[ServerConfig, str]:
+    """Create a server data folder from a repository made by ``pumpguard repo``.
+
+    Copies the repository and the online key files (mode 0600) into the data
+    folder, writes ``server.toml``, migrates the database, indexes the
+    published releases and creates the first admin token.
+
+    Returns:
+        The configuration and the admin token's secret (shown once).
+
+    Raises:
+        ConfigError: ``data_dir`` already holds a server, or the keys do not
+            belong to the repository.
+    """
+    if (data_dir / CONFIG_NAME).exists():
+        raise ConfigError(f"{data_dir} already holds a server ({CONFIG_NAME})")
+    Repository(repo).state()  # a clear error if it is not a repository
+    data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(repo, data_dir / "repo", ignore=shutil.ignore_patterns(".lock"))
+    keys_dir = data_dir / "keys"
+    keys_dir.mkdir(mode=0o700, exist_ok=True)
+    settings: dict[str, str] = {"passphrase_env": passphrase_env}
+    for role, spec in (("snapshot", snapshot_key), ("timestamp", timestamp_key)):
+        if spec.startswith(("pkcs11:", "hsm:")):
+            settings[f"{role}_key"] = spec
+        else:
+            dest = keys_dir / f"{role}.key"
+            atomic_write_bytes(dest, Path(spec).read_bytes(), mode=0o600)
+            settings[f"{role}_key"] = f"keys/{role}.key"
+    if database_url:
+        settings["database_url"] = database_url
+    toml = "".join(f'{k} = "{_toml_escape(v)}"\n' for k, v in settings.items())
+    atomic_write_bytes(data_dir / CONFIG_NAME, toml.encode(), mode=0o600)
+    config = load_config(data_dir, environ={})
+    if database_url is None:
+        config = load_config(data_dir)
+    load_online_signers(config)
+    migrate(config.database_url)
+    engine = engine_for(config.database_url)
+    try:
+        with session_scope(sessionmaker(engine)) as session:
+            sync_release_index(session, Repository(config.repo_dir), published_by="server init")
+            audit.append(session, "cli", "server.init", repo=str(repo))
+            _, secret = create_token(session, admin_name, "admin")
+    finally:
+        engine.dispose()
+    return config, secret
+
+
+def _toml_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
