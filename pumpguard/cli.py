@@ -25,6 +25,8 @@ _COMPONENTS: dict[str, tuple[str, str]] = {
     "repo": ("signer.cli:repo", "Create and maintain the TUF repository."),
     "release": ("signer.cli:release", "Create, sign, verify and publish releases."),
     "sbom": ("sbom.cli:sbom", "Generate and check CycloneDX SBOMs."),
+    "server": ("update_server.cli:server", "Create, run and administer the update server."),
+    "device": ("update_server.device_cli:device", "Enroll pumps with the update server."),
 }
 
 

@@ -554,19 +554,54 @@ def release_verify(bundle: Path, repo_dir: Path, as_json: bool) -> None:
 
 @release.command("publish")
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
-@_repo_option
-@_online_options
+@click.option(
+    "--repo",
+    "repo_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Publish into this local repository directory.",
+)
+@click.option(
+    "--server",
+    metavar="URL",
+    help="Publish through this update server (POST /api/v1/releases); it verifies everything.",
+)
+@click.option(
+    "--token-env",
+    default="PUMPGUARD_TOKEN",
+    show_default=True,
+    metavar="NAME",
+    help="With --server: environment variable holding your API token.",
+)
+@click.option("--snapshot-key", metavar="KEY", help="With --repo: snapshot key file or URI.")
+@click.option("--timestamp-key", metavar="KEY", help="With --repo: timestamp key file or URI.")
 @_passphrase_option
 @_json_option
 def release_publish(
     bundle: Path,
-    repo_dir: Path,
-    snapshot_key: str,
-    timestamp_key: str,
+    repo_dir: Path | None,
+    server: str | None,
+    token_env: str,
+    snapshot_key: str | None,
+    timestamp_key: str | None,
     passphrase_env: str,
     as_json: bool,
 ) -> None:
-    """Publish a signed bundle into a local repository (timestamp written last)."""
+    """Publish a signed bundle into a local repository or through the update server.
+
+    Either --repo DIR with the online --snapshot-key and --timestamp-key
+    (timestamp written last), or --server URL with an API token: the server
+    holds the online keys and runs every check before anything is visible.
+    """
+    if (repo_dir is None) == (server is None):
+        raise click.UsageError("give exactly one of --repo and --server")
+    if server is not None:
+        if snapshot_key or timestamp_key:
+            raise click.UsageError("--snapshot-key/--timestamp-key go with --repo, not --server")
+        _publish_to_server(bundle, server, token_env, as_json)
+        return
+    if not snapshot_key or not timestamp_key:
+        raise click.UsageError("--repo needs --snapshot-key and --timestamp-key")
+    assert repo_dir is not None
     verified = publish_bundle(
         bundle, Repository(repo_dir), _online(snapshot_key, timestamp_key, passphrase_env)
     )
@@ -583,4 +618,19 @@ def release_publish(
         },
         f"published {r.product} {r.version} (counter {r.release_counter}), signed by "
         f"{len(verified.signatures.signed)} of {verified.signatures.threshold}",
+    )
+
+
+def _publish_to_server(bundle: Path, server: str, token_env: str, as_json: bool) -> None:
+    from signer._upload import releases_endpoint, token_from_env, upload_bundle
+
+    releases_endpoint(server)  # a bad URL is reported before a missing token
+    token = token_from_env(token_env)
+    published = upload_bundle(bundle, server, token, progress=False if as_json else None)
+    _emit(
+        as_json,
+        published,
+        f"published {published.get('product')} {published.get('version')} "
+        f"(counter {published.get('release_counter')}) on {server}, signed by "
+        f"{len(published.get('signed_by') or [])} key(s)",
     )

@@ -661,6 +661,9 @@ def _copy_immutable(src: Path, dest: Path, sha256: str) -> None:
             with src.open("rb") as f:
                 shutil.copyfileobj(f, tmp, _CHUNK)
             tmp.flush()
+            # NamedTemporaryFile creates 0600; published files are public and
+            # must be readable by a static web server running as another user.
+            os.fchmod(tmp.fileno(), 0o644)
             os.fsync(tmp.fileno())
         except BaseException:
             Path(tmp.name).unlink(missing_ok=True)

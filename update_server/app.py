@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from update_server import db
+from update_server import db, devices, openapi, refresher, releases, tuf
 from update_server.config import ServerConfig, load_config
 from update_server.errors import ApiError
 
@@ -62,4 +62,4 @@ def _register_error_handlers(app: Flask) -> None:
         return jsonify(body), code
 
 
-_FEATURES: list[Any] = []
+_FEATURES: list[Any] = [devices, tuf, releases, refresher, openapi]

@@ -1,0 +1,386 @@
+"""Signed device requests: forged, tampered, replayed and stale requests are refused.
+
+Threats SRV-DEVICE-SPOOF (a request that is not the enrolled pump's) and
+SRV-REPLAY (a captured request sent again). Every test runs on SQLite and on
+PostgreSQL through the ``app``/``client`` fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from werkzeug.test import TestResponse
+
+from pumpguard.device_auth import (
+    HEADER_NONCE,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    sign_request,
+)
+from repo_support import PRODUCT
+from update_server.db import session_scope
+from update_server.device_auth import prune_nonces
+from update_server.models import Device, DeviceNonce, utcnow
+
+
+@dataclass
+class Pump:
+    device_id: str
+    hardware_id: str = "rev-b"
+    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+
+    @property
+    def public_hex(self) -> str:
+        raw = self.key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return raw.hex()
+
+    @property
+    def checkin_path(self) -> str:
+        return f"/api/v1/devices/{self.device_id}/checkin"
+
+
+def checkin_body(pump: Pump, **changes: Any) -> bytes:
+    body = {
+        "product": PRODUCT,
+        "hardware_id": pump.hardware_id,
+        "version": "1.0.0",
+        "release_counter": 1,
+        "slots": {"a": {"state": "active", "version": "1.0.0", "release_counter": 1}},
+        "last_update": None,
+        "therapy": {"state": "idle"},
+        **changes,
+    }
+    return json.dumps(body).encode()
+
+
+def signed_post(
+    client: FlaskClient,
+    pump: Pump,
+    path: str,
+    body: bytes,
+    *,
+    key: Ed25519PrivateKey | None = None,
+    signed_path: str | None = None,
+    signed_body: bytes | None = None,
+    signer_id: str | None = None,
+    **sign_kwargs: Any,
+) -> TestResponse:
+    """POST ``body`` to ``path``, signed (by default correctly) by ``pump``."""
+    headers = sign_request(
+        key or pump.key,
+        signer_id or pump.device_id,
+        "POST",
+        signed_path or path,
+        body if signed_body is None else signed_body,
+        **sign_kwargs,
+    )
+    return client.post(path, data=body, headers=headers, content_type="application/json")
+
+
+def enroll(client: FlaskClient, admin_headers: dict[str, str], pump: Pump) -> None:
+    r = client.post(
+        "/api/v1/devices",
+        json={
+            "device_id": pump.device_id,
+            "hardware_id": pump.hardware_id,
+            "product": PRODUCT,
+            "public_key": pump.public_hex,
+        },
+        headers=admin_headers,
+    )
+    assert r.status_code == 201, r.json
+
+
+@pytest.fixture
+def pump(client: FlaskClient, admin_headers: dict[str, str]) -> Pump:
+    p = Pump("pump-0001")
+    enroll(client, admin_headers, p)
+    return p
+
+
+def device_row(app: Flask, device_id: str) -> Device:
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        device = s.get(Device, device_id)
+        assert device is not None
+        return device
+
+
+def assert_refused(r: TestResponse, status: int, *words: str) -> None:
+    assert r.status_code == status, r.get_data(as_text=True)
+    assert r.is_json
+    message = r.json["error"]["message"]  # type: ignore[index]
+    for word in words:
+        assert word in message, message
+
+
+def test_signed_checkin_is_accepted(client: FlaskClient, pump: Pump) -> None:
+    r = signed_post(client, pump, pump.checkin_path, checkin_body(pump))
+    assert r.status_code == 200, r.json
+    assert r.json is not None and r.json["poll_interval"] == 60
+
+
+def test_unsigned_checkin_is_refused(client: FlaskClient, pump: Pump, app: Flask) -> None:
+    r = client.post(pump.checkin_path, data=checkin_body(pump), content_type="application/json")
+    assert_refused(r, 401, "not signed")
+    assert device_row(app, pump.device_id).last_seen is None
+
+
+@pytest.mark.parametrize(
+    ("drop", "words"),
+    [
+        (HEADER_SIGNATURE, ("lacks", HEADER_SIGNATURE)),
+        (HEADER_NONCE, ("lacks", HEADER_NONCE)),
+        (HEADER_TIMESTAMP, ("lacks", HEADER_TIMESTAMP)),
+    ],
+)
+def test_checkin_missing_a_signature_header_is_refused(
+    client: FlaskClient, pump: Pump, drop: str, words: tuple[str, ...]
+) -> None:
+    body = checkin_body(pump)
+    headers = sign_request(pump.key, pump.device_id, "POST", pump.checkin_path, body)
+    del headers[drop]
+    r = client.post(pump.checkin_path, data=body, headers=headers)
+    assert_refused(r, 401, *words)
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "words"),
+    [
+        (HEADER_SIGNATURE, "zz" * 64, ("malformed",)),
+        (HEADER_SIGNATURE, "00" * 64, ("does not verify",)),
+        (HEADER_TIMESTAMP, "yesterday", ("malformed",)),
+        (HEADER_NONCE, "short", ("nonce",)),
+        (HEADER_NONCE, "n" * 65, ("nonce",)),
+        (HEADER_NONCE, "nonce-with-dashes-0123", ("nonce",)),
+    ],
+)
+def test_checkin_with_malformed_signature_headers_is_refused(
+    client: FlaskClient, pump: Pump, header: str, value: str, words: tuple[str, ...]
+) -> None:
+    body = checkin_body(pump)
+    headers = sign_request(pump.key, pump.device_id, "POST", pump.checkin_path, body)
+    headers[header] = value
+    r = client.post(pump.checkin_path, data=body, headers=headers)
+    assert_refused(r, 401, *words)
+
+
+def test_checkin_signed_with_another_key_is_refused(
+    client: FlaskClient, pump: Pump, app: Flask
+) -> None:
+    r = signed_post(
+        client, pump, pump.checkin_path, checkin_body(pump), key=Ed25519PrivateKey.generate()
+    )
+    assert_refused(r, 401, "does not verify")
+    assert device_row(app, pump.device_id).last_seen is None
+
+
+@pytest.mark.parametrize(
+    ("tamper", "sent_path"),
+    [
+        ("body", None),
+        ("path", "/api/v1/devices/pump-0001/events"),
+        ("query", "/api/v1/devices/pump-0001/checkin?debug=1"),
+    ],
+)
+def test_tampered_checkin_is_refused(
+    client: FlaskClient, pump: Pump, app: Flask, tamper: str, sent_path: str | None
+) -> None:
+    signed = checkin_body(pump)
+    if tamper == "body":
+        # A man in the middle lowers the reported counter to get older firmware offered.
+        r = signed_post(
+            client,
+            pump,
+            pump.checkin_path,
+            checkin_body(pump, release_counter=0),
+            signed_body=signed,
+        )
+    else:
+        assert sent_path is not None
+        r = signed_post(client, pump, sent_path, signed, signed_path=pump.checkin_path)
+    assert_refused(r, 401, "does not verify")
+    assert device_row(app, pump.device_id).last_seen is None
+
+
+def test_query_string_is_part_of_the_signature(client: FlaskClient, pump: Pump) -> None:
+    path = pump.checkin_path + "?trace=1"
+    assert signed_post(client, pump, path, checkin_body(pump)).status_code == 200
+
+
+def test_replayed_checkin_is_refused_and_changes_nothing(
+    client: FlaskClient, pump: Pump, app: Flask
+) -> None:
+    body = checkin_body(pump)
+    headers = sign_request(pump.key, pump.device_id, "POST", pump.checkin_path, body)
+    assert client.post(pump.checkin_path, data=body, headers=headers).status_code == 200
+    seen = device_row(app, pump.device_id).last_seen
+    r = client.post(pump.checkin_path, data=body, headers=headers)
+    assert_refused(r, 409, "replayed")
+    assert device_row(app, pump.device_id).last_seen == seen
+
+
+def test_nonce_reused_with_a_new_signature_is_still_a_replay(
+    client: FlaskClient, pump: Pump
+) -> None:
+    nonce = "a" * 32
+    first = signed_post(client, pump, pump.checkin_path, checkin_body(pump), nonce=nonce)
+    assert first.status_code == 200
+    again = signed_post(
+        client, pump, pump.checkin_path, checkin_body(pump, version="1.0.1"), nonce=nonce
+    )
+    assert_refused(again, 409, "replayed")
+
+
+def test_same_nonce_from_two_devices_is_not_a_replay(
+    client: FlaskClient, pump: Pump, admin_headers: dict[str, str]
+) -> None:
+    other = Pump("pump-0002")
+    enroll(client, admin_headers, other)
+    nonce = "b" * 32
+    for p in (pump, other):
+        r = signed_post(client, p, p.checkin_path, checkin_body(p), nonce=nonce)
+        assert r.status_code == 200, r.json
+
+
+def test_concurrent_replays_cannot_both_pass(app: Flask, pump: Pump) -> None:
+    body = checkin_body(pump)
+    headers = sign_request(pump.key, pump.device_id, "POST", pump.checkin_path, body)
+    copies = 8
+    barrier = threading.Barrier(copies)
+    statuses: list[int] = []
+
+    def send() -> None:
+        client = app.test_client()
+        barrier.wait()
+        r = client.post(pump.checkin_path, data=body, headers=headers)
+        statuses.append(r.status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(copies)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(statuses) == [200] + [409] * (copies - 1)
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        nonces = s.execute(select(DeviceNonce).where(DeviceNonce.device_id == pump.device_id))
+        assert len(nonces.all()) == 1
+
+
+@pytest.mark.parametrize("direction", [-1, 1], ids=["behind", "ahead"])
+def test_stale_timestamp_is_refused_with_a_clock_message(
+    client: FlaskClient, pump: Pump, app: Flask, direction: int
+) -> None:
+    skew = app.config["PUMPGUARD"].clock_skew
+    stamp = int(time.time()) + direction * (skew + 5)
+    r = signed_post(client, pump, pump.checkin_path, checkin_body(pump), timestamp=stamp)
+    assert_refused(r, 401, "clock is off", "behind" if direction < 0 else "ahead of")
+    assert r.json is not None and abs(r.json["error"]["server_time"] - time.time()) < 60
+    assert device_row(app, pump.device_id).last_seen is None
+
+
+@pytest.mark.parametrize("direction", [-1, 1], ids=["behind", "ahead"])
+def test_timestamp_within_the_skew_is_accepted(
+    client: FlaskClient, pump: Pump, app: Flask, direction: int
+) -> None:
+    skew = app.config["PUMPGUARD"].clock_skew
+    stamp = int(time.time()) + direction * (skew - 5)
+    r = signed_post(client, pump, pump.checkin_path, checkin_body(pump), timestamp=stamp)
+    assert r.status_code == 200, r.json
+
+
+def test_request_signed_by_one_device_for_another_is_refused(
+    client: FlaskClient, pump: Pump, admin_headers: dict[str, str], app: Flask
+) -> None:
+    victim = Pump("pump-0002")
+    enroll(client, admin_headers, victim)
+    # pump signs correctly as itself but posts to the victim's URL ...
+    r = signed_post(
+        client,
+        pump,
+        victim.checkin_path,
+        checkin_body(victim),
+        signer_id=pump.device_id,
+    )
+    assert_refused(r, 401, "signed by device 'pump-0001'", "'pump-0002'")
+    # ... or claims to be the victim with its own key.
+    r = signed_post(client, victim, victim.checkin_path, checkin_body(victim), key=pump.key)
+    assert_refused(r, 401, "does not verify")
+    assert device_row(app, victim.device_id).last_seen is None
+
+
+def test_unknown_device_is_refused(client: FlaskClient) -> None:
+    stranger = Pump("pump-9999")
+    r = signed_post(client, stranger, stranger.checkin_path, checkin_body(stranger))
+    assert_refused(r, 401, "not enrolled")
+
+
+def test_revoked_device_is_refused(
+    client: FlaskClient, pump: Pump, admin_headers: dict[str, str]
+) -> None:
+    assert signed_post(client, pump, pump.checkin_path, checkin_body(pump)).status_code == 200
+    r = client.delete(f"/api/v1/devices/{pump.device_id}", headers=admin_headers)
+    assert r.status_code == 200
+    r = signed_post(client, pump, pump.checkin_path, checkin_body(pump))
+    assert_refused(r, 401, "revoked")
+    events = {"events": [{"kind": "check", "at": "2026-01-01T00:00:00Z"}]}
+    path = f"/api/v1/devices/{pump.device_id}/events"
+    assert_refused(signed_post(client, pump, path, json.dumps(events).encode()), 401, "revoked")
+
+
+def test_oversized_signed_body_is_refused_before_parsing(client: FlaskClient, pump: Pump) -> None:
+    body = checkin_body(pump, padding="x" * 20000)
+    r = signed_post(client, pump, pump.checkin_path, body)
+    assert r.status_code == 413
+    assert r.is_json
+
+
+def test_prune_keeps_nonces_while_a_replay_could_still_be_fresh(app: Flask, pump: Pump) -> None:
+    skew = app.config["PUMPGUARD"].clock_skew
+    now = utcnow()
+    ages = {"fresh": 10, "edge": 2 * skew - 10, "expired": 2 * skew + 10}
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        for name, age in ages.items():
+            s.add(
+                DeviceNonce(
+                    device_id=pump.device_id,
+                    nonce=name.ljust(16, "0"),
+                    seen_at=now - timedelta(seconds=age),
+                )
+            )
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        assert prune_nonces(s, now, skew) == 1
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        left = set(s.execute(select(DeviceNonce.nonce)).scalars())
+    assert left == {"fresh".ljust(16, "0"), "edge".ljust(16, "0")}
+
+
+def test_expired_nonces_are_pruned_by_signed_requests(
+    app: Flask, client: FlaskClient, pump: Pump
+) -> None:
+    skew = app.config["PUMPGUARD"].clock_skew
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        s.add(
+            DeviceNonce(
+                device_id=pump.device_id,
+                nonce="old".ljust(16, "0"),
+                seen_at=utcnow() - timedelta(seconds=3 * skew),
+            )
+        )
+    # The first signed request of a process prunes.
+    assert signed_post(client, pump, pump.checkin_path, checkin_body(pump)).status_code == 200
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        left = list(s.execute(select(DeviceNonce.nonce)).scalars())
+    assert len(left) == 1 and not left[0].startswith("old")

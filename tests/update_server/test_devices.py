@@ -1,0 +1,776 @@
+"""Devices: enrollment, check-in content and assignment, events, listing, CLI.
+
+Every test runs on SQLite and on PostgreSQL through the ``app``/``client``
+fixtures. Signature checks themselves are in test_device_auth.py.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from werkzeug.test import TestResponse
+
+from pumpguard.device_auth import sign_request
+from repo_support import PRODUCT, CliResult
+from server_support import ServerEnv, live_server
+from signer import Repository, publish_bundle
+from update_server.assignment import DeviceFacts, choose_release
+from update_server.audit import verify_chain
+from update_server.auth import create_token
+from update_server.datadir import sync_release_index
+from update_server.db import session_scope
+from update_server.models import AuditEntry, Device, DeviceEvent, Release
+
+DEVICES = "/api/v1/devices"
+
+
+@dataclass
+class Pump:
+    device_id: str
+    hardware_id: str = "rev-b"
+    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+
+    @property
+    def public_hex(self) -> str:
+        raw = self.key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return raw.hex()
+
+    def enrollment(self, **changes: Any) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "hardware_id": self.hardware_id,
+            "product": PRODUCT,
+            "public_key": self.public_hex,
+            **changes,
+        }
+
+    def post(self, client: FlaskClient, what: str, body: bytes | dict[str, Any]) -> TestResponse:
+        """A correctly signed POST to ``/api/v1/devices/<id>/<what>``."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        path = f"{DEVICES}/{self.device_id}/{what}"
+        headers = sign_request(self.key, self.device_id, "POST", path, data)
+        return client.post(path, data=data, headers=headers, content_type="application/json")
+
+    def checkin(self, client: FlaskClient, **changes: Any) -> TestResponse:
+        return self.post(client, "checkin", checkin_report(self, **changes))
+
+
+def checkin_report(pump: Pump, **changes: Any) -> dict[str, Any]:
+    return {
+        "product": PRODUCT,
+        "hardware_id": pump.hardware_id,
+        "version": "1.0.0",
+        "release_counter": 1,
+        "slots": {
+            "a": {"state": "active", "version": "1.0.0", "release_counter": 1},
+            "b": {"state": "empty"},
+        },
+        "last_update": None,
+        "therapy": {"state": "idle"},
+        **changes,
+    }
+
+
+def enroll(client: FlaskClient, headers: dict[str, str], pump: Pump) -> None:
+    r = client.post(DEVICES, json=pump.enrollment(), headers=headers)
+    assert r.status_code == 201, r.json
+
+
+@pytest.fixture
+def pump(client: FlaskClient, admin_headers: dict[str, str]) -> Pump:
+    p = Pump("pump-0001")
+    enroll(client, admin_headers, p)
+    return p
+
+
+@pytest.fixture
+def token_headers(app: Flask) -> Callable[..., dict[str, str]]:
+    """Authorization headers for a new token of a role."""
+
+    def make(role: str, products: Sequence[str] = ()) -> dict[str, str]:
+        with session_scope(app.extensions["pumpguard.db"]) as s:
+            _, secret = create_token(s, f"test-{role}", role, products)
+        return {"Authorization": f"Bearer {secret}"}
+
+    return make
+
+
+def error_message(r: TestResponse) -> str:
+    assert r.is_json, r.get_data(as_text=True)
+    message: str = r.json["error"]["message"]  # type: ignore[index]
+    return message
+
+
+def count(app: Flask, model: type[Any]) -> int:
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        n: int = s.execute(select(func.count()).select_from(model)).scalar_one()
+        return n
+
+
+def device_row(app: Flask, device_id: str) -> Device:
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        device = s.get(Device, device_id)
+        assert device is not None
+        return device
+
+
+def add_release(
+    app: Flask, version: str, counter: int, hardware_ids: Sequence[str] = ("rev-b",)
+) -> None:
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        s.add(
+            Release(
+                product=PRODUCT,
+                version=version,
+                release_counter=counter,
+                hardware_ids=list(hardware_ids),
+                firmware_path=f"{PRODUCT}/{version}/firmware.img",
+                firmware_sha256="ab" * 32,
+                firmware_length=4096,
+                sbom_path=f"{PRODUCT}/{version}/sbom.cdx.json",
+            )
+        )
+
+
+# ------------------------------------------------------------------ enrollment
+
+
+@pytest.mark.parametrize(
+    ("role", "status"),
+    [
+        (None, 401),
+        ("reviewer", 403),
+        ("release-engineer", 403),
+        ("operator", 201),
+        ("admin", 201),
+    ],
+)
+def test_enrollment_needs_an_admin_or_operator_token(
+    client: FlaskClient,
+    app: Flask,
+    token_headers: Callable[..., dict[str, str]],
+    role: str | None,
+    status: int,
+) -> None:
+    headers = {}
+    if role is not None:
+        headers = token_headers(role, [PRODUCT] if role == "release-engineer" else [])
+    r = client.post(DEVICES, json=Pump("pump-0001").enrollment(), headers=headers)
+    assert r.status_code == status, r.json
+    assert count(app, Device) == (1 if status == 201 else 0)
+
+
+def test_enrollment_with_a_revoked_token_is_refused(
+    client: FlaskClient, app: Flask, token_headers: Callable[..., dict[str, str]]
+) -> None:
+    from update_server.auth import revoke_token
+    from update_server.models import ApiToken
+
+    headers = token_headers("operator")
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        token = s.execute(select(ApiToken).where(ApiToken.role == "operator")).scalar_one()
+        revoke_token(s, token.id)
+    r = client.post(DEVICES, json=Pump("pump-0001").enrollment(), headers=headers)
+    assert r.status_code == 401
+
+
+GOOD = Pump("pump-0001")
+
+BAD_ENROLLMENTS: list[tuple[str, bytes | dict[str, Any], str]] = [
+    ("not-json", b"{device_id: 1}", "not valid JSON"),
+    ("not-utf8", b'{"device_id": "\xff"}', "not UTF-8"),
+    ("array", b"[]", "must be a JSON object"),
+    ("duplicate-key", b'{"device_id": "a", "device_id": "b"}', "duplicate key"),
+    ("nan", b'{"device_id": NaN}', "NaN is not JSON"),
+    ("missing-field", {"device_id": "pump-1"}, "lacks field(s): hardware_id, product"),
+    ("unknown-field", GOOD.enrollment(role="admin"), "unknown field(s): role"),
+    ("device-id-space", GOOD.enrollment(device_id="pump 1"), "device_id"),
+    ("device-id-slash", GOOD.enrollment(device_id="pump/1"), "device_id"),
+    ("device-id-dotdot", GOOD.enrollment(device_id=".."), "device_id"),
+    ("device-id-empty", GOOD.enrollment(device_id=""), "device_id"),
+    ("device-id-too-long", GOOD.enrollment(device_id="p" * 129), "device_id"),
+    ("device-id-number", GOOD.enrollment(device_id=17), "device_id"),
+    ("hardware-id-bad", GOOD.enrollment(hardware_id="rev b"), "hardware id"),
+    ("hardware-id-null", GOOD.enrollment(hardware_id=None), "hardware id"),
+    ("product-upper", GOOD.enrollment(product="Sigma"), "lower-case"),
+    ("product-reserved", GOOD.enrollment(product="root"), "reserved"),
+    ("product-not-delegated", GOOD.enrollment(product="other-pump"), "not delegated"),
+    ("key-short", GOOD.enrollment(public_key="ab" * 31), "64 hex digits"),
+    ("key-not-hex", GOOD.enrollment(public_key="zz" * 32), "64 hex digits"),
+    ("key-pem", GOOD.enrollment(public_key="-----BEGIN PUBLIC KEY-----"), "64 hex digits"),
+    ("key-number", GOOD.enrollment(public_key=7), "64 hex digits"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [pytest.param(b, w, id=i) for i, b, w in BAD_ENROLLMENTS],
+)
+def test_bad_enrollment_is_refused_with_a_message(
+    client: FlaskClient,
+    app: Flask,
+    admin_headers: dict[str, str],
+    body: bytes | dict[str, Any],
+    words: str,
+) -> None:
+    audit_before = count(app, AuditEntry)
+    if isinstance(body, bytes):
+        r = client.post(DEVICES, data=body, headers=admin_headers, content_type="application/json")
+    else:
+        r = client.post(DEVICES, json=body, headers=admin_headers)
+    assert r.status_code == 400, r.json
+    assert words in error_message(r)
+    assert count(app, Device) == 0
+    assert count(app, AuditEntry) == audit_before
+
+
+def test_oversized_enrollment_is_refused(
+    client: FlaskClient, admin_headers: dict[str, str]
+) -> None:
+    r = client.post(DEVICES, json=GOOD.enrollment(notes="x" * 5000), headers=admin_headers)
+    assert r.status_code == 413
+    assert r.is_json
+
+
+def test_enrollment_is_returned_audited_and_the_chain_verifies(
+    client: FlaskClient, app: Flask, admin_headers: dict[str, str]
+) -> None:
+    pumps = [Pump(f"pump-{i:04d}") for i in range(3)]
+    for p in pumps:
+        r = client.post(
+            DEVICES, json=p.enrollment(public_key=p.public_hex.upper()), headers=admin_headers
+        )
+        assert r.status_code == 201
+        assert r.headers["Location"] == f"{DEVICES}/{p.device_id}"
+        assert r.json is not None
+        assert r.json["public_key"] == p.public_hex  # stored lower-case
+        assert r.json["product"] == PRODUCT and r.json["revoked_at"] is None
+    r = client.delete(f"{DEVICES}/{pumps[0].device_id}", headers=admin_headers)
+    assert r.status_code == 200
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        report = verify_chain(s)
+        entries = list(s.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars())
+    assert report.entries == len(entries)
+    assert [e.action for e in entries[-4:]] == ["device.enroll"] * 3 + ["device.revoke"]
+    assert entries[-2].detail["device_id"] == "pump-0002"
+    assert entries[-2].detail["public_key"] == pumps[2].public_hex
+    assert entries[-2].actor.startswith("token:")
+
+
+def test_duplicate_enrollment_is_a_conflict(
+    client: FlaskClient, app: Flask, admin_headers: dict[str, str], pump: Pump
+) -> None:
+    again = client.post(DEVICES, json=pump.enrollment(), headers=admin_headers)
+    assert again.status_code == 409
+    assert "already enrolled" in error_message(again)
+    # The same key for a second pump would let one extracted key speak for both.
+    twin = client.post(DEVICES, json=pump.enrollment(device_id="pump-0002"), headers=admin_headers)
+    assert twin.status_code == 409
+    assert "already enrolled for device 'pump-0001'" in error_message(twin)
+    assert count(app, Device) == 1
+
+
+def test_revocation_is_audited_once_and_needs_operator(
+    client: FlaskClient,
+    admin_headers: dict[str, str],
+    token_headers: Callable[..., dict[str, str]],
+    pump: Pump,
+) -> None:
+    path = f"{DEVICES}/{pump.device_id}"
+    assert client.delete(path, headers=token_headers("reviewer")).status_code == 403
+    r = client.delete(path, headers=token_headers("operator"))
+    assert r.status_code == 200
+    assert r.json is not None and r.json["revoked_at"] is not None
+    again = client.delete(path, headers=admin_headers)
+    assert again.status_code == 409 and "already revoked" in error_message(again)
+    assert client.delete(f"{DEVICES}/pump-9999", headers=admin_headers).status_code == 404
+    # A revoked device id stays taken: re-enrolling it needs a new id.
+    assert client.post(DEVICES, json=pump.enrollment(), headers=admin_headers).status_code == 409
+
+
+# -------------------------------------------------------------------- check-in
+
+
+def test_checkin_records_state_and_assigns_the_published_release(
+    client: FlaskClient,
+    app: Flask,
+    server_env: ServerEnv,
+    admin_headers: dict[str, str],
+    pump: Pump,
+) -> None:
+    # Publish a real two-person release into the server's repository and index it.
+    repo = Repository(server_env.repo_dir)
+    verified = publish_bundle(server_env.repo.bundle("1.1.0", 2), repo, server_env.repo.online)
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        assert sync_release_index(s, repo) == 1
+    fw = repo.state().product(PRODUCT).signed.targets[f"{PRODUCT}/1.1.0/firmware.img"]  # type: ignore[union-attr]
+    assert verified is not None
+
+    last_update = {
+        "version": "1.0.0",
+        "release_counter": 1,
+        "result": "committed",
+        "at": "2026-01-01T12:00:00+01:00",
+    }
+    r = pump.checkin(
+        client, last_update=last_update, therapy={"state": "running"}, agent_state="idle"
+    )
+    assert r.status_code == 200, r.json
+    assert r.headers["Cache-Control"] == "no-store"
+    answer = r.json
+    assert answer is not None
+    assert answer["assigned"] == {
+        "product": PRODUCT,
+        "version": "1.1.0",
+        "release_counter": 2,
+        "firmware": {
+            "path": f"{PRODUCT}/1.1.0/firmware.img",
+            "length": fw.length,
+            "sha256": fw.hashes["sha256"],
+        },
+        "sbom": {"path": f"{PRODUCT}/1.1.0/sbom.cdx.json"},
+    }
+    assert answer["poll_interval"] == app.config["PUMPGUARD"].poll_interval
+    assert answer["server_time"].endswith("Z")
+
+    shown = client.get(f"{DEVICES}/{pump.device_id}", headers=admin_headers).json
+    assert shown is not None
+    assert shown["version"] == "1.0.0" and shown["release_counter"] == 1
+    assert shown["assigned_version"] == "1.1.0"
+    assert shown["last_seen"] is not None
+    assert shown["status"]["therapy"] == {"state": "running"}
+    assert shown["status"]["slots"]["b"] == {"state": "empty"}
+    assert shown["status"]["agent_state"] == "idle"
+    # Times are normalised to UTC.
+    assert shown["status"]["last_update"]["at"] == "2026-01-01T11:00:00Z"
+
+    # Once the pump runs the release, nothing is assigned.
+    r = pump.checkin(client, version="1.1.0", release_counter=2)
+    assert r.json is not None and r.json["assigned"] is None
+    assert device_row(app, pump.device_id).assigned_version is None
+
+
+def test_checkin_assigns_only_newer_releases_for_the_pumps_hardware(
+    client: FlaskClient, app: Flask, admin_headers: dict[str, str], pump: Pump
+) -> None:
+    rev_a = Pump("pump-rev-a", hardware_id="rev-a")
+    enroll(client, admin_headers, rev_a)
+    add_release(app, "1.1.0", 2, ["rev-b"])
+    add_release(app, "1.2.0", 3, ["rev-b", "rev-a"])
+    add_release(app, "1.3.0", 4, ["rev-a"])
+
+    def assigned(p: Pump, counter: int) -> str | None:
+        r = p.checkin(client, release_counter=counter)
+        assert r.status_code == 200, r.json
+        assert r.json is not None
+        return r.json["assigned"]["version"] if r.json["assigned"] else None
+
+    assert assigned(pump, 1) == "1.2.0"  # newest for rev-b, not rev-a's 1.3.0
+    assert assigned(pump, 3) is None
+    assert assigned(pump, 7) is None  # never an older release
+    assert assigned(rev_a, 1) == "1.3.0"
+    assert assigned(rev_a, 4) is None
+
+
+def _report(**changes: Any) -> dict[str, Any]:
+    return checkin_report(Pump("pump-0001"), **changes)
+
+
+def _slot(**fields: Any) -> dict[str, Any]:
+    return {"a": {"state": "active", **fields}}
+
+
+def _update(**changes: Any) -> dict[str, Any]:
+    return {
+        "version": "1.0.0",
+        "release_counter": 1,
+        "result": "failed",
+        "at": "2026-01-01T00:00:00Z",
+        **changes,
+    }
+
+
+NAIVE = "2026-01-01T00:00:00"
+
+
+BAD_CHECKINS: list[tuple[str, bytes | dict[str, Any], int, str]] = [
+    ("not-json", b"{", 400, "not valid JSON"),
+    ("array", b"[1]", 400, "must be a JSON object"),
+    ("duplicate-key", b'{"version": "1.0.0", "version": "9.0.0"}', 400, "duplicate key"),
+    ("missing-therapy", {k: v for k, v in _report().items() if k != "therapy"}, 400, "therapy"),
+    ("unknown-field", _report(firmware_url="http://evil"), 400, "unknown field(s): firmware_url"),
+    ("version-not-semver", _report(version="1.0"), 400, "not a semantic version"),
+    ("version-number", _report(version=1), 400, "semantic version"),
+    ("version-too-long", _report(version="1.0.0-" + "a" * 70), 400, "64 characters"),
+    ("counter-bool", _report(release_counter=True), 400, "release_counter"),
+    ("counter-negative", _report(release_counter=-1), 400, "release_counter"),
+    ("counter-string", _report(release_counter="3"), 400, "release_counter"),
+    ("counter-huge", _report(release_counter=2**63), 400, "release_counter"),
+    ("counter-float", _report(release_counter=1.5), 400, "release_counter"),
+    ("slots-list", _report(slots=["a"]), 400, "slots must be"),
+    ("slots-too-many", _report(slots={s: {"state": "empty"} for s in "abcde"}), 400, "at most 4"),
+    ("slot-bad-name", _report(slots={"A/../b": {"state": "empty"}}), 400, "slot name"),
+    ("slot-unknown-field", _report(slots=_slot(boot_count=3)), 400, "unknown field(s): boot"),
+    ("slot-bad-state", _report(slots={"a": {"state": "broken"}}), 400, "slots.a.state"),
+    ("slot-missing-state", _report(slots={"a": {}}), 400, "lacks field(s): state"),
+    ("slot-bad-sha256", _report(slots=_slot(sha256="AB" * 32)), 400, "sha256"),
+    ("slot-bad-version", _report(slots=_slot(version="x")), 400, "slots.a.version"),
+    ("therapy-bad-state", _report(therapy={"state": "paused"}), 400, "therapy.state"),
+    ("therapy-string", _report(therapy="idle"), 400, "therapy must be a JSON object"),
+    ("therapy-since-naive", _report(therapy={"state": "idle", "since": NAIVE}), 400, "time zone"),
+    ("last-update-bad-result", _report(last_update=_update(result="ok")), 400, "result"),
+    ("last-update-bad-time", _report(last_update=_update(at="yesterday")), 400, "ISO 8601"),
+    ("last-update-no-zone", _report(last_update=_update(at=NAIVE)), 400, "time zone"),
+    ("last-update-long-error", _report(last_update=_update(error="e" * 513)), 400, "at most 512"),
+    ("last-update-missing", _report(last_update={"result": "failed"}), 400, "lacks field(s)"),
+    ("last-update-list", _report(last_update=[]), 400, "last_update must be"),
+    ("agent-state-unknown", _report(agent_state="hacking"), 400, "agent_state"),
+    ("product-mismatch", _report(product="other-pump"), 409, "enrolled with 'sigma-spectrum'"),
+    ("hardware-mismatch", _report(hardware_id="rev-z"), 409, "enrolled with 'rev-b'"),
+    ("product-invalid", _report(product="Sigma"), 400, "product"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [pytest.param(b, s, w, id=i) for i, b, s, w in BAD_CHECKINS],
+)
+def test_malformed_checkin_is_refused_and_changes_nothing(
+    client: FlaskClient,
+    app: Flask,
+    pump: Pump,
+    body: bytes | dict[str, Any],
+    status: int,
+    words: str,
+) -> None:
+    r = pump.post(client, "checkin", body)
+    assert r.status_code == status, r.json
+    assert words in error_message(r)
+    device = device_row(app, pump.device_id)
+    assert device.last_seen is None and device.version is None and device.status == {}
+    # Nothing at all was written, not even the request's nonce.
+    from update_server.models import DeviceNonce
+
+    assert count(app, DeviceNonce) == 0
+
+
+# ---------------------------------------------------------------------- events
+
+
+def test_events_are_stored_and_listed(
+    client: FlaskClient,
+    app: Flask,
+    pump: Pump,
+    token_headers: Callable[..., dict[str, str]],
+) -> None:
+    batch = {
+        "events": [
+            {"kind": "download-start", "at": "2026-01-01T12:00:00Z", "detail": {"v": "1.1.0"}},
+            {"kind": "download-done", "at": "2026-01-01T12:01:00Z"},
+            {
+                "kind": "deferred",
+                "at": "2026-01-01T13:01:00+01:00",
+                "detail": {"reason": "infusing"},
+            },
+        ]
+    }
+    r = pump.post(client, "events", batch)
+    assert r.status_code == 201, r.json
+    assert r.json == {"stored": 3}
+    assert device_row(app, pump.device_id).last_seen is not None
+
+    reviewer = token_headers("reviewer")
+    path = f"{DEVICES}/{pump.device_id}/events"
+    listed = client.get(path, headers=reviewer).json
+    assert listed is not None and listed["total"] == 3
+    assert [e["kind"] for e in listed["events"]] == ["deferred", "download-done", "download-start"]
+    newest = listed["events"][0]
+    assert newest["at"] == "2026-01-01T12:01:00Z"
+    assert newest["detail"] == {"reason": "infusing"}
+    assert listed["events"][1]["detail"] == {}
+
+    only = client.get(f"{path}?kind=deferred", headers=reviewer).json
+    assert only is not None and [e["kind"] for e in only["events"]] == ["deferred"]
+    page = client.get(f"{path}?limit=1&offset=1", headers=reviewer).json
+    assert page is not None and [e["kind"] for e in page["events"]] == ["download-done"]
+
+    engineer = token_headers("release-engineer", [PRODUCT])
+    assert client.get(path, headers=engineer).status_code == 403
+    assert client.get(path).status_code == 401
+    assert client.get(f"{DEVICES}/pump-9999/events", headers=reviewer).status_code == 404
+    assert client.get(f"{path}?kind=party", headers=reviewer).status_code == 400
+
+
+def _event(**changes: Any) -> dict[str, Any]:
+    return {"kind": "check", "at": "2026-01-01T00:00:00Z", **changes}
+
+
+BAD_EVENTS: list[tuple[str, Any, str]] = [
+    ("no-events-key", {"event": []}, "unknown field(s): event"),
+    ("events-not-list", {"events": {}}, "events must be a list"),
+    ("empty", {"events": []}, "1 to 100"),
+    ("too-many", {"events": [_event()] * 101}, "1 to 100"),
+    ("unknown-kind", {"events": [_event(kind="exploded")]}, "events[0].kind"),
+    ("missing-at", {"events": [{"kind": "check"}]}, "lacks field(s): at"),
+    ("bad-at", {"events": [_event(), _event(at="soon")]}, "events[1].at"),
+    ("detail-not-object", {"events": [_event(detail="x")]}, "must be a JSON object"),
+    ("detail-too-large", {"events": [_event(detail={"log": "x" * 3000})]}, "larger than 2048"),
+    ("unknown-event-field", {"events": [_event(severity=1)]}, "unknown field(s): severity"),
+    ("event-not-object", {"events": ["check"]}, "events[0] must be a JSON object"),
+]
+
+
+@pytest.mark.parametrize(("body", "words"), [pytest.param(b, w, id=i) for i, b, w in BAD_EVENTS])
+def test_malformed_event_batch_stores_nothing(
+    client: FlaskClient, app: Flask, pump: Pump, body: Any, words: str
+) -> None:
+    r = pump.post(client, "events", body)
+    assert r.status_code == 400, r.json
+    assert words in error_message(r)
+    assert count(app, DeviceEvent) == 0
+    assert device_row(app, pump.device_id).last_seen is None
+
+
+def test_a_full_batch_of_events_is_accepted(client: FlaskClient, app: Flask, pump: Pump) -> None:
+    detail = {"note": "n" * 1500}
+    r = pump.post(client, "events", {"events": [_event(detail=detail)] * 100})
+    assert r.status_code == 201, r.json
+    assert count(app, DeviceEvent) == 100
+
+
+# --------------------------------------------------------------------- listing
+
+
+def test_device_list_filters_and_pages(
+    client: FlaskClient,
+    admin_headers: dict[str, str],
+    token_headers: Callable[..., dict[str, str]],
+) -> None:
+    for i in range(5):
+        enroll(client, admin_headers, Pump(f"pump-{i:04d}"))
+    reviewer = token_headers("reviewer")
+    everything = client.get(DEVICES, headers=reviewer).json
+    assert everything is not None and everything["total"] == 5
+    assert [d["device_id"] for d in everything["devices"]] == [f"pump-{i:04d}" for i in range(5)]
+    page = client.get(f"{DEVICES}?limit=2&offset=2", headers=reviewer).json
+    assert page is not None
+    assert [d["device_id"] for d in page["devices"]] == ["pump-0002", "pump-0003"]
+    assert (page["total"], page["limit"], page["offset"]) == (5, 2, 2)
+    assert client.get(f"{DEVICES}?product={PRODUCT}", headers=reviewer).json["total"] == 5  # type: ignore[index]
+    assert client.get(f"{DEVICES}?product=other-pump", headers=reviewer).json["total"] == 0  # type: ignore[index]
+    assert client.get(DEVICES, headers=token_headers("operator")).status_code == 200
+    engineer = token_headers("release-engineer", [PRODUCT])
+    assert client.get(DEVICES, headers=engineer).status_code == 403
+    assert client.get(DEVICES).status_code == 401
+
+
+def test_device_list_reports_last_state(
+    client: FlaskClient, admin_headers: dict[str, str], pump: Pump
+) -> None:
+    assert pump.checkin(client, version="1.0.1").status_code == 200
+    devices = client.get(DEVICES, headers=admin_headers).json["devices"]  # type: ignore[index]
+    assert devices[0]["version"] == "1.0.1"
+    assert devices[0]["status"]["therapy"]["state"] == "idle"
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=-1", "limit"),
+        ("offset=-1", "offset"),
+        ("offset=99999999999999", "offset"),
+        ("product=Sigma", "product"),
+        ("sort=name", "unknown query parameter(s): sort"),
+    ],
+)
+def test_device_list_refuses_bad_query_parameters(
+    client: FlaskClient, admin_headers: dict[str, str], query: str, words: str
+) -> None:
+    r = client.get(f"{DEVICES}?{query}", headers=admin_headers)
+    assert r.status_code == 400
+    assert words in error_message(r)
+
+
+def test_unknown_device_is_not_found(client: FlaskClient, admin_headers: dict[str, str]) -> None:
+    for device_id in ("pump-9999", "..."):
+        r = client.get(f"{DEVICES}/{device_id}", headers=admin_headers)
+        assert r.status_code == 404
+        assert r.is_json
+
+
+def test_wrong_method_is_a_json_error(client: FlaskClient, pump: Pump) -> None:
+    r = client.get(f"{DEVICES}/{pump.device_id}/checkin")
+    assert r.status_code == 405
+    assert r.is_json
+
+
+# ------------------------------------------------------------------ assignment
+
+
+@dataclass(frozen=True)
+class Rel:
+    version: str
+    release_counter: int
+    hardware_ids: tuple[str, ...] = ("rev-b",)
+    product: str = PRODUCT
+
+
+FACTS = DeviceFacts("pump-0001", PRODUCT, "rev-b", 2)
+
+
+@pytest.mark.parametrize(
+    ("releases", "facts", "expected"),
+    [
+        pytest.param([], FACTS, None, id="no-releases"),
+        pytest.param([Rel("1.1.0", 3, ("rev-a",))], FACTS, None, id="hardware-mismatch"),
+        pytest.param([Rel("1.0.0", 1)], FACTS, None, id="older-counter"),
+        pytest.param([Rel("1.0.1", 2)], FACTS, None, id="same-counter"),
+        pytest.param([Rel("1.1.0", 3, product="other")], FACTS, None, id="other-product"),
+        pytest.param([Rel("1.1.0", 3)], FACTS, "1.1.0", id="newer"),
+        pytest.param(
+            [Rel("1.1.0", 3), Rel("1.3.0", 5), Rel("1.2.0", 4)], FACTS, "1.3.0", id="newest-wins"
+        ),
+        pytest.param(
+            [Rel("1.1.0", 3), Rel("1.3.0", 5, ("rev-a",))],
+            FACTS,
+            "1.1.0",
+            id="newest-compatible-wins",
+        ),
+        pytest.param(
+            [Rel("2.0.0", 3), Rel("1.9.0", 4)], FACTS, "1.9.0", id="counter-not-semver-decides"
+        ),
+        pytest.param(
+            [Rel("1.0.0", 1)],
+            DeviceFacts("new", PRODUCT, "rev-b", 0),
+            "1.0.0",
+            id="factory-counter-zero",
+        ),
+    ],
+)
+def test_choose_release(releases: list[Rel], facts: DeviceFacts, expected: str | None) -> None:
+    chosen = choose_release(releases, facts)
+    assert (chosen.version if chosen else None) == expected
+
+
+# ------------------------------------------------------------------------- CLI
+
+
+def test_keygen_writes_a_private_key_only_the_owner_can_read(
+    tmp_path: Path, run_cli: Callable[..., CliResult]
+) -> None:
+    out = tmp_path / "keys" / "pump-0001"
+    r = run_cli("device", "keygen", "--out", out, "--json")
+    assert r.code == 0, r.err
+    result = json.loads(r.out)
+    private = Path(result["private_key_file"])
+    assert private == tmp_path / "keys" / "pump-0001.key"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    key = serialization.load_pem_private_key(private.read_bytes(), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    public_hex = (tmp_path / "keys" / "pump-0001.pub").read_text().strip()
+    assert public_hex == result["public_key"]
+    assert (
+        key.public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        .hex()
+        == public_hex
+    )
+    # An existing pair is never overwritten by accident.
+    again = run_cli("device", "keygen", "--out", out)
+    assert again.code == 1 and "--force" in again.err
+    assert run_cli("device", "keygen", "--out", out, "--force").code == 0
+
+
+def test_enroll_through_the_cli_over_http(
+    app: Flask,
+    server_env: ServerEnv,
+    tmp_path: Path,
+    run_cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = tmp_path / "pump-0001"
+    assert run_cli("device", "keygen", "--out", out).code == 0
+    monkeypatch.setenv("PG_OPERATOR", server_env.admin_token)
+    with live_server(app) as url:
+
+        def enroll_cli(device_id: str, public_key: str | Path, *extra: str) -> CliResult:
+            return run_cli(
+                "device", "enroll", "--server", url, "--device-id", device_id,
+                "--hardware-id", "rev-b", "--product", PRODUCT, "--token-env", "PG_OPERATOR",
+                "--public-key", public_key, *extra,
+            )  # fmt: skip
+
+        r = enroll_cli("pump-0001", out.with_suffix(".pub"), "--json")
+        assert r.code == 0, r.err
+        assert json.loads(r.out)["device_id"] == "pump-0001"
+        assert server_env.admin_token not in r.out + r.err
+        # Enrolling again is refused by the server, reported on one line.
+        r = enroll_cli("pump-0001", out.with_suffix(".pub"))
+        assert r.code == 1
+        assert r.err.strip().count("\n") == 0
+        assert "HTTP 409" in r.err and "already enrolled" in r.err
+        # A bad token is a refusal too, not a traceback.
+        monkeypatch.setenv("PG_OPERATOR", "pgt_wrong")
+        r = enroll_cli("pump-0002", "ab" * 32)
+        assert r.code == 1 and "HTTP 401" in r.err
+    assert device_row(app, "pump-0001").public_key == out.with_suffix(".pub").read_text().strip()
+
+
+LOCAL = "http://127.0.0.1:9"
+KEY = "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("server", "key", "token", "words"),
+    [
+        pytest.param(LOCAL, KEY, None, "set PUMPGUARD_TOKEN", id="no-token"),
+        pytest.param("http://updates.example.com", KEY, "t", "use https", id="plain-http"),
+        pytest.param("ftp://127.0.0.1", KEY, "t", "http(s) URL", id="not-http"),
+        pytest.param(LOCAL, "/nonexistent/key.pub", "t", "nor a readable file", id="no-key-file"),
+    ],
+)
+def test_enroll_cli_refuses_bad_options(
+    run_cli: Callable[..., CliResult],
+    monkeypatch: pytest.MonkeyPatch,
+    server: str,
+    key: str,
+    token: str | None,
+    words: str,
+) -> None:
+    monkeypatch.delenv("PUMPGUARD_TOKEN", raising=False)
+    if token is not None:
+        monkeypatch.setenv("PUMPGUARD_TOKEN", token)
+    r = run_cli(
+        "device", "enroll", "--device-id", "p1", "--hardware-id", "rev-b",
+        "--product", PRODUCT, "--server", server, "--public-key", key,
+    )  # fmt: skip
+    assert r.code == 2, r.err
+    assert words in r.err
+
+
+def test_enroll_cli_reports_an_unreachable_server(
+    run_cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PUMPGUARD_TOKEN", "pgt_x")
+    r = run_cli(
+        "device", "enroll", "--server", "http://127.0.0.1:9", "--device-id", "p1",
+        "--hardware-id", "rev-b", "--product", PRODUCT, "--public-key", "ab" * 32,
+    )  # fmt: skip
+    assert r.code == 1
+    assert "cannot reach http://127.0.0.1:9" in r.err

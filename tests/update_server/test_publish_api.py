@@ -1,0 +1,482 @@
+"""POST /api/v1/releases: only a complete two-person release of the token's product gets in.
+
+Every refusal leaves the repository byte-for-byte as it was and adds no
+release to the index; a stolen token alone publishes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import sessionmaker
+
+import signer.repository
+from repo_support import RepoEnv
+from server_support import ServerEnv, live_server
+from signer.bundle import create_release
+from signer.repository import Repository
+from signer.status import repo_status
+from update_server import create_app, publishing
+from update_server.audit import verify_chain
+from update_server.auth import create_token
+from update_server.db import engine_for, session_scope
+from update_server.models import AuditEntry, Release
+
+Tree = Callable[[Path], dict[str, bytes]]
+TAR = "application/x-tar"
+
+
+def _server_repo(server_env: ServerEnv) -> RepoEnv:
+    return RepoEnv(server_env.repo_dir, server_env.repo.keys, server_env.repo.work)
+
+
+def _token(server_env: ServerEnv, role: str, products: tuple[str, ...] = ()) -> str:
+    engine = engine_for(server_env.database_url)
+    try:
+        with session_scope(sessionmaker(engine)) as s:
+            _, secret = create_token(s, f"{role} {' '.join(products)}", role, products)
+    finally:
+        engine.dispose()
+    return secret
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def engineer(server_env: ServerEnv) -> dict[str, str]:
+    """Headers of a release engineer of sigma-spectrum."""
+    return _auth(_token(server_env, "release-engineer", ("sigma-spectrum",)))
+
+
+def _post(client: FlaskClient, bundle: Path, headers: dict[str, str]) -> Any:
+    return client.post(
+        "/api/v1/releases",
+        data=bundle.read_bytes(),
+        headers={**headers, "Content-Type": TAR},
+    )
+
+
+def _counts(server_env: ServerEnv) -> tuple[int, int]:
+    engine = engine_for(server_env.database_url)
+    try:
+        with session_scope(sessionmaker(engine)) as s:
+            releases = s.execute(select(func.count()).select_from(Release)).scalar_one()
+            publishes = s.execute(
+                select(func.count())
+                .select_from(AuditEntry)
+                .where(AuditEntry.action == "release.publish")
+            ).scalar_one()
+            return releases, publishes
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _unchanged(server_env: ServerEnv, tree: Tree) -> Iterator[None]:
+    """Assert the repository, the index and the audit log are as before."""
+
+    def published() -> dict[str, bytes]:
+        # The writers' lock file is not part of the repository.
+        return {k: v for k, v in tree(server_env.repo_dir).items() if k != ".lock"}
+
+    before = published()
+    counts = _counts(server_env)
+    yield
+    assert published() == before
+    assert _counts(server_env) == counts
+    uploads = server_env.data_dir / "uploads"
+    assert not uploads.exists() or not list(uploads.iterdir())
+
+
+def _tar(directory: Path, out: Path) -> Path:
+    with tarfile.open(out, "w") as tar:
+        for item in sorted(directory.rglob("*")):
+            if item.is_file():
+                tar.add(item, item.relative_to(directory).as_posix())
+    return out
+
+
+# --------------------------------------------------------------- refusals
+def test_upload_without_token_is_refused_and_repository_unchanged(
+    client: FlaskClient, server_env: ServerEnv, tree: Tree
+) -> None:
+    bundle = _server_repo(server_env).bundle("1.0.0", 1, tar=True)
+    with _unchanged(server_env, tree):
+        for headers in ({}, {"Authorization": "Bearer pgt_not-a-token"}, {"Authorization": "x"}):
+            r = _post(client, bundle, headers)
+            assert r.status_code == 401
+            assert r.json["error"]["code"] == "unauthorized"
+
+
+def test_upload_with_token_for_another_product_is_refused_and_repository_unchanged(
+    client: FlaskClient, server_env: ServerEnv, tree: Tree
+) -> None:
+    bundle = _server_repo(server_env).bundle("1.0.0", 1, tar=True)
+    other = _auth(_token(server_env, "release-engineer", ("other-pump",)))
+    with _unchanged(server_env, tree):
+        r = _post(client, bundle, other)
+        assert r.status_code == 403
+        assert r.json["error"]["message"] == "this token may not publish sigma-spectrum releases"
+
+
+@pytest.mark.parametrize("role", ["operator", "reviewer"])
+def test_upload_with_a_token_of_a_role_that_does_not_publish_is_refused(
+    client: FlaskClient, server_env: ServerEnv, tree: Tree, role: str
+) -> None:
+    bundle = _server_repo(server_env).bundle("1.0.0", 1, tar=True)
+    with _unchanged(server_env, tree):
+        assert _post(client, bundle, _auth(_token(server_env, role))).status_code == 403
+
+
+def test_release_below_threshold_is_refused_and_repository_unchanged(
+    client: FlaskClient, server_env: ServerEnv, tree: Tree, engineer: dict[str, str]
+) -> None:
+    bundle = _server_repo(server_env).bundle("1.0.0", 1, signers=("re1",), tar=True)
+    with _unchanged(server_env, tree):
+        r = _post(client, bundle, engineer)
+        assert r.status_code == 422
+        assert r.json["error"]["code"] == "refused"
+        assert "signed by 1 of the 2 required keys" in r.json["error"]["message"]
+
+
+def test_signature_by_a_key_outside_the_delegation_does_not_count(
+    client: FlaskClient, server_env: ServerEnv, tree: Tree, engineer: dict[str, str]
+) -> None:
+    bundle = _server_repo(server_env).bundle("1.0.0", 1, signers=("re1", "outsider"), tar=True)
+    with _unchanged(server_env, tree):
+        r = _post(client, bundle, engineer)
+        assert r.status_code == 422
+        assert "were not counted" in r.json["error"]["message"]
+
+
+def test_tampered_firmware_is_refused_and_repository_unchanged(
+    client: FlaskClient, server_env: ServerEnv, tree: Tree, engineer: dict[str, str]
+) -> None:
+    env = _server_repo(server_env)
+    bundle = env.bundle("1.0.0", 1)  # a directory, signed by both
+    firmware = bundle / "targets/sigma-spectrum/1.0.0/firmware.img"
+    data = bytearray(firmware.read_bytes())
+    data[100] ^= 0x01  # one bit after both signatures
+    firmware.write_bytes(bytes(data))
+    tampered = _tar(bundle, env.work / "tampered.tar")
+    with _unchanged(server_env, tree):
+        r = _post(client, tampered, engineer)
+        assert r.status_code == 422
+        assert "does not match the length and sha256" in r.json["error"]["message"]
+
+
+def test_replayed_bundle_is_refused_as_stale(
+    client: FlaskClient, server_env: ServerEnv, tree: Tree, engineer: dict[str, str]
+) -> None:
+    bundle = _server_repo(server_env).bundle("1.0.0", 1, tar=True)
+    assert _post(client, bundle, engineer).status_code == 201
+    with _unchanged(server_env, tree):
+        r = _post(client, bundle, engineer)
+        assert r.status_code == 422
+        assert "is not the next version" in r.json["error"]["message"]
+
+
+def test_malformed_uploads_get_json_errors_and_change_nothing(
+    client: FlaskClient, server_env: ServerEnv, tree: Tree, engineer: dict[str, str]
+) -> None:
+    env = _server_repo(server_env)
+    bundle = env.bundle("1.0.0", 1, tar=True)
+    evil = env.work / "evil.tar"
+    with tarfile.open(evil, "w") as tar:
+        info = tarfile.TarInfo("../escape.txt")
+        tar.addfile(info)
+    cases: list[tuple[bytes, str, int, str]] = [
+        (b"not a tar at all", TAR, 422, "not a readable bundle tar"),
+        (evil.read_bytes(), TAR, 422, "bundle"),
+        (b"", TAR, 400, "must be a release bundle"),
+        (bundle.read_bytes(), "application/json", 415, "application/x-tar"),
+        (bundle.read_bytes(), "", 415, "application/x-tar"),
+    ]
+    with _unchanged(server_env, tree):
+        for body, ctype, status, message in cases:
+            headers = {**engineer, **({"Content-Type": ctype} if ctype else {})}
+            r = client.post("/api/v1/releases", data=body, headers=headers)
+            assert r.status_code == status, (status, r.json)
+            assert message in r.json["error"]["message"], r.json
+    assert not (server_env.repo_dir.parent / "escape.txt").exists()
+
+
+def test_bundle_larger_than_the_limit_is_413(
+    server_env: ServerEnv, tree: Tree, engineer: dict[str, str]
+) -> None:
+    app = create_app(server_env.config(max_bundle_bytes=4096))
+    try:
+        bundle = _server_repo(server_env).bundle("1.0.0", 1, tar=True)
+        client = app.test_client()
+        with _unchanged(server_env, tree):
+            r = _post(client, bundle, engineer)
+            assert r.status_code == 413
+            assert r.json["error"]["code"] == "payload_too_large"
+            # Without a Content-Length (chunked), the stream is cut at the limit.
+            data = bundle.read_bytes()
+            with live_server(app) as base:
+                port = int(base.rsplit(":", 1)[1])
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn.request(
+                    "POST",
+                    "/api/v1/releases",
+                    body=iter([data[i : i + 1000] for i in range(0, len(data), 1000)]),
+                    headers={**engineer, "Content-Type": TAR},
+                    encode_chunked=True,
+                )
+                response = conn.getresponse()
+                body = json.loads(response.read())
+                conn.close()
+            assert response.status == 413, body
+            assert body["error"]["code"] == "payload_too_large"
+    finally:
+        app.extensions["pumpguard.engine"].dispose()
+
+
+# -------------------------------------------------------------- publishing
+def test_two_person_release_is_published_indexed_audited_and_listed(
+    client: FlaskClient, server_env: ServerEnv, engineer: dict[str, str], admin_headers: Any
+) -> None:
+    env = _server_repo(server_env)
+    r = _post(client, env.bundle("1.0.0", 1, tar=True), engineer)
+    assert r.status_code == 201, r.json
+    release = r.json
+    assert release["product"] == "sigma-spectrum"
+    assert release["version"] == "1.0.0"
+    assert release["release_counter"] == 1
+    assert release["hardware_ids"] == ["rev-b"]
+    assert release["firmware"]["path"] == "sigma-spectrum/1.0.0/firmware.img"
+    assert release["firmware"]["length"] == 4096
+    assert release["sbom_path"] == "sigma-spectrum/1.0.0/sbom.cdx.json"
+    assert release["notes"] == "release 1.0.0"
+    assert len(release["signed_by"]) == 2
+    assert release["published_by"].startswith("token:")
+    assert release["published_at"].endswith("Z")
+    assert r.headers["Location"] == "/api/v1/releases?product=sigma-spectrum"
+
+    # The repository has it, consistently.
+    repo = Repository(server_env.repo_dir)
+    assert [x.version for x in repo.releases("sigma-spectrum")] == ["1.0.0"]
+    assert repo_status(repo).errors == []
+    fw = repo.state().product("sigma-spectrum")
+    assert fw is not None
+    firmware = fw.signed.targets["sigma-spectrum/1.0.0/firmware.img"]
+    assert firmware.hashes["sha256"] == release["firmware"]["sha256"]
+
+    # An admin may publish too; the list shows newest first.
+    r = _post(client, env.bundle("1.1.0", 2, tar=True), admin_headers)
+    assert r.status_code == 201, r.json
+    listing = client.get("/api/v1/releases", headers=engineer).json
+    assert [x["version"] for x in listing["releases"]] == ["1.1.0", "1.0.0"]
+    assert listing["total"] == 2
+    assert listing["releases"][1] == release
+
+    engine = engine_for(server_env.database_url)
+    try:
+        with session_scope(sessionmaker(engine)) as s:
+            verify_chain(s)
+            entries = (
+                s.execute(select(AuditEntry).where(AuditEntry.action == "release.publish"))
+                .scalars()
+                .all()
+            )
+            assert [e.detail["version"] for e in entries] == ["1.0.0", "1.1.0"]
+            assert entries[0].detail["signers"] == release["signed_by"]
+            assert entries[0].detail["release_counter"] == 1
+            assert entries[0].actor == release["published_by"]
+    finally:
+        engine.dispose()
+
+
+def test_release_list_filters_pages_and_checks_its_parameters(
+    client: FlaskClient, server_env: ServerEnv, engineer: dict[str, str]
+) -> None:
+    env = _server_repo(server_env)
+    for i in range(3):
+        assert _post(client, env.bundle(f"1.{i}.0", i + 1, tar=True), engineer).status_code == 201
+    reviewer = _auth(_token(server_env, "reviewer"))
+    page = client.get("/api/v1/releases?product=sigma-spectrum&limit=2&offset=1", headers=reviewer)
+    assert page.status_code == 200
+    assert [x["version"] for x in page.json["releases"]] == ["1.1.0", "1.0.0"]
+    assert (page.json["total"], page.json["limit"], page.json["offset"]) == (3, 2, 1)
+    none = client.get("/api/v1/releases?product=other-pump", headers=reviewer).json
+    assert (none["releases"], none["total"]) == ([], 0)
+    assert client.get("/api/v1/releases").status_code == 401
+    for query in ("limit=0", "limit=x", "offset=-1", "product=Not_Valid", "colour=red"):
+        r = client.get(f"/api/v1/releases?{query}", headers=reviewer)
+        assert r.status_code == 400, query
+        assert r.json["error"]["message"]
+
+
+# ------------------------------------------------------------- concurrency
+def _bundles_on_the_same_state(server_env: ServerEnv, n: int) -> list[Path]:
+    """n valid, fully signed bundles, all built against the current repository."""
+    env = _server_repo(server_env)
+    out = []
+    for i in range(n):
+        path = env.work / f"same-state-{i}.tar"
+        create_release(
+            repo=env.repo,
+            product="sigma-spectrum",
+            version=f"2.0.{i}",
+            release_counter=10 + i,
+            hardware_ids=["rev-b"],
+            firmware=env.firmware(f"2.0.{i}"),
+            out=path,
+            tar=True,
+        )
+        from signer.bundle import sign_bundle
+
+        for name in ("re1", "qa1"):
+            sign_bundle(path, env.signer(name))
+        out.append(path)
+    return out
+
+
+def _publish_concurrently(app: Flask, bundles: list[Path], headers: dict[str, str]) -> list[Any]:
+    barrier = threading.Barrier(len(bundles))
+    results: list[Any] = [None] * len(bundles)
+
+    def run(i: int) -> None:
+        client = app.test_client()
+        data = bundles[i].read_bytes()
+        barrier.wait()
+        r = client.post("/api/v1/releases", data=data, headers={**headers, "Content-Type": TAR})
+        results[i] = (r.status_code, r.json)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(bundles))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return results
+
+
+def _assert_one_winner(server_env: ServerEnv, results: list[Any], n: int) -> None:
+    codes = sorted(code for code, _ in results)
+    assert codes == [201] + [422] * (n - 1), results
+    for code, body in results:
+        if code == 422:
+            assert "is not the next version" in body["error"]["message"], body
+    (winner,) = [body for code, body in results if code == 201]
+    repo = Repository(server_env.repo_dir)
+    assert repo_status(repo).errors == []
+    assert [r.version for r in repo.releases("sigma-spectrum")] == [winner["version"]]
+    state = repo.state()
+    assert state.product_versions["sigma-spectrum"] == 1
+    assert not (server_env.repo_dir / "metadata/2.sigma-spectrum.json").exists()
+    # One snapshot and timestamp per publish: init wrote v1, add-product v2.
+    assert state.timestamp is not None and state.timestamp.signed.version == 3
+    assert _counts(server_env) == (1, 1)
+
+
+def test_concurrent_publishes_built_on_the_same_state_serialise_one_wins(
+    app: Flask, server_env: ServerEnv, engineer: dict[str, str]
+) -> None:
+    n = 6
+    bundles = _bundles_on_the_same_state(server_env, n)
+    _assert_one_winner(server_env, _publish_concurrently(app, bundles, engineer), n)
+
+
+def test_concurrent_publishes_serialise_on_the_database_lock_alone(
+    app: Flask, server_env: ServerEnv, engineer: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two servers sharing a repository on storage where file locks do nothing.
+
+    The repository's file lock is disabled and every verification made slow,
+    so without the database lock every publish would read the same state,
+    pass, and overwrite the others' metadata.
+    """
+    monkeypatch.setattr(signer.repository, "exclusive_lock", lambda _path: contextlib.nullcontext())
+    real_verify = signer.repository.verify_release_update
+    inside = 0
+    overlap: list[int] = []
+    guard = threading.Lock()
+
+    def slow_verify(**kwargs: Any) -> Any:
+        nonlocal inside
+        with guard:
+            inside += 1
+            overlap.append(inside)
+        try:
+            time.sleep(0.3)
+            return real_verify(**kwargs)
+        finally:
+            with guard:
+                inside -= 1
+
+    monkeypatch.setattr(signer.repository, "verify_release_update", slow_verify)
+    n = 4
+    bundles = _bundles_on_the_same_state(server_env, n)
+    results = _publish_concurrently(app, bundles, engineer)
+    assert max(overlap) == 1, "two publishes verified at the same time"
+    _assert_one_winner(server_env, results, n)
+
+
+def test_publish_waits_for_a_held_publish_lock(
+    app: Flask, server_env: ServerEnv, engineer: dict[str, str]
+) -> None:
+    bundle = _server_repo(server_env).bundle("1.0.0", 1, tar=True)
+    factory = app.extensions["pumpguard.db"]
+    done = threading.Event()
+    result: list[int] = []
+
+    def post() -> None:
+        result.append(_post(app.test_client(), bundle, engineer).status_code)
+        done.set()
+
+    with publishing.locked_session(factory, "test holds the lock"):
+        thread = threading.Thread(target=post)
+        thread.start()
+        assert not done.wait(1.0), "published while another transaction held the lock"
+        assert not (server_env.repo_dir / "metadata/1.sigma-spectrum.json").exists()
+    assert done.wait(60)
+    thread.join()
+    assert result == [201]
+
+
+def test_release_published_but_not_recorded_is_indexed_at_the_next_start(
+    app: Flask,
+    client: FlaskClient,
+    server_env: ServerEnv,
+    engineer: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database fails after the repository published (crash window): no 201,
+    the release is visible to pumps, and the next start indexes it."""
+    from sqlalchemy.exc import OperationalError
+
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise OperationalError("INSERT INTO audit_log", {}, Exception("connection lost"))
+
+    monkeypatch.setattr(publishing.audit, "append", broken)
+    r = _post(client, _server_repo(server_env).bundle("1.0.0", 1, tar=True), engineer)
+    assert r.status_code == 500
+    assert "recording the release failed" in r.json["error"]["message"]
+    assert [x.version for x in Repository(server_env.repo_dir).releases("sigma-spectrum")] == [
+        "1.0.0"
+    ]
+    assert _counts(server_env) == (0, 0)
+    monkeypatch.undo()
+
+    restarted = create_app(server_env.config())
+    try:
+        listing = restarted.test_client().get("/api/v1/releases", headers=engineer).json
+        assert [x["version"] for x in listing["releases"]] == ["1.0.0"]
+        assert listing["releases"][0]["published_by"] == "reconciled"
+    finally:
+        restarted.extensions["pumpguard.engine"].dispose()

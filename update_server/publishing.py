@@ -1,0 +1,298 @@
+"""Publishing a verified release bundle into the server's repository.
+
+Every publish (and every re-signing of snapshot and timestamp, see
+:mod:`update_server.refresher`) runs while holding the database's publish
+lock: the single ``publish_lock`` row, updated first thing in the
+transaction. On PostgreSQL the UPDATE takes the row lock (as ``SELECT ... FOR
+UPDATE`` would) until commit, so publishes from every worker and host
+serialise; on SQLite the UPDATE makes the transaction the database's one
+writer (the ``BEGIN IMMEDIATE`` equivalent) until commit. Inside it,
+:meth:`signer.Repository.publish` takes the repository's own file lock,
+runs every check of :func:`signer.verify_release_update` before writing
+anything and replaces ``timestamp.json`` last and atomically, so a pump
+polling meanwhile sees the old or the new repository, never a mixture
+(TUF spec 5.3/5.4; threats TUF-MIX-AND-MATCH, TUF-ARBITRARY, TUF-ROLLBACK).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pumpguard.errors import ConfigError, ReleaseContractError
+from signer import (
+    BundleError,
+    OnlineSigners,
+    PublishRefusedError,
+    Repository,
+    SignerError,
+    UnknownProductError,
+    product_releases,
+)
+from signer.bundle import Bundle
+from update_server import audit
+from update_server.config import ServerConfig
+from update_server.datadir import load_online_signers, sync_release_index
+from update_server.errors import ApiError, RefusedError
+from update_server.models import PublishLock, Release
+
+__all__ = [
+    "LOCK_TIMEOUT",
+    "PublishFailedError",
+    "locked_session",
+    "online_signers",
+    "publish",
+    "publish_lock",
+    "reconcile_index",
+    "release_json",
+]
+
+logger = logging.getLogger(__name__)
+
+#: How long a publish or refresh waits for another one to finish.
+LOCK_TIMEOUT = 600.0
+
+
+class PublishFailedError(ApiError):
+    """The server could not publish for a reason of its own (keys, storage, database)."""
+
+    status = 500
+    code = "server_error"
+
+
+def _holder(what: str) -> str:
+    return f"{what} pid {os.getpid()} thread {threading.get_ident()} on {socket.gethostname()}"[
+        :128
+    ]
+
+
+def publish_lock(session: Session, what: str, timeout: float = LOCK_TIMEOUT) -> None:
+    """Take the publish lock in ``session``'s transaction (held until it ends).
+
+    This must be the transaction's first statement: on SQLite a transaction
+    that already read could not be upgraded to the writer after another
+    writer committed.
+
+    Raises:
+        PublishFailedError: The lock row is missing, or it could not be
+            taken within ``timeout`` seconds (on SQLite: the first busy
+            timeout, 30 s, after ``timeout``).
+    """
+    deadline = time.monotonic() + timeout
+    postgres = session.get_bind().dialect.name == "postgresql"
+    while True:
+        try:
+            if postgres:
+                # Wait for the row lock at most `timeout`, then fail instead of hanging.
+                ms = f"{max(1, int(timeout * 1000))}ms"
+                session.execute(select(func.set_config("lock_timeout", ms, True)))
+            result = session.execute(
+                update(PublishLock).where(PublishLock.id == 1).values(holder=_holder(what))
+            )
+            break
+        except OperationalError as e:
+            session.rollback()
+            locked = "lock" in str(e).lower()
+            # SQLite gives up after its busy timeout (30 s); a publish of a
+            # large bundle may hold the lock longer, so keep waiting.
+            if postgres or not locked or time.monotonic() > deadline:
+                reason = "another publish or refresh holds the lock" if locked else "database error"
+                raise PublishFailedError(f"{reason}: {e.orig}") from e
+    if getattr(result, "rowcount", 1) != 1:
+        raise PublishFailedError("the publish_lock row is missing; run the migrations")
+
+
+@contextmanager
+def locked_session(
+    factory: sessionmaker[Session], what: str, timeout: float = LOCK_TIMEOUT
+) -> Iterator[Session]:
+    """A transaction holding the publish lock: committed on success, else rolled back."""
+    session = factory()
+    try:
+        publish_lock(session, what, timeout)
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def online_signers(app: Flask) -> OnlineSigners:
+    """The online snapshot and timestamp signers, loaded once per app.
+
+    Raises:
+        PublishFailedError: The keys cannot be loaded.
+    """
+    cached: OnlineSigners | None = app.extensions.get("pumpguard.online")
+    if cached is not None:
+        return cached
+    lock: threading.Lock = app.extensions.setdefault("pumpguard.online.lock", threading.Lock())
+    with lock:
+        cached = app.extensions.get("pumpguard.online")
+        if cached is None:
+            try:
+                cached = load_online_signers(app.config["PUMPGUARD"])
+            except (SignerError, ConfigError) as e:
+                raise PublishFailedError(f"the online keys cannot be loaded: {e}") from e
+            app.extensions["pumpguard.online"] = cached
+        return cached
+
+
+def _iso(at: datetime | None) -> str | None:
+    if at is None:
+        return None
+    # SQLite returns naive datetimes; every stored time is UTC.
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def release_json(row: Release) -> dict[str, Any]:
+    """The API form of a release index row."""
+    return {
+        "id": row.id,
+        "product": row.product,
+        "version": row.version,
+        "release_counter": row.release_counter,
+        "hardware_ids": list(row.hardware_ids or []),
+        "firmware": {
+            "path": row.firmware_path,
+            "sha256": row.firmware_sha256,
+            "length": row.firmware_length,
+        },
+        "sbom_path": row.sbom_path,
+        "notes": row.notes,
+        "signed_by": list(row.signed_by or []),
+        "published_at": _iso(row.published_at),
+        "published_by": row.published_by,
+    }
+
+
+def publish(
+    factory: sessionmaker[Session],
+    config: ServerConfig,
+    online: OnlineSigners,
+    bundle: Bundle,
+    actor: str,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Verify and publish an opened bundle, index it and audit it, under the lock.
+
+    Args:
+        factory: Session factory of the server's database.
+        config: Server configuration (the repository is ``config.repo_dir``).
+        online: Snapshot and timestamp signers.
+        bundle: The opened bundle.
+        actor: Who publishes, for the index and the audit log.
+        now: Reference time (tests).
+
+    Returns:
+        The published release in its API form (:func:`release_json`).
+
+    Raises:
+        RefusedError: The bundle fails a check (threshold, keys, paths,
+            hashes, versions, release counter, SBOM binding, malformed); the
+            repository and the database are unchanged.
+        PublishFailedError: The server failed (storage, database).
+    """
+    try:
+        md = bundle.metadata()
+    except BundleError as e:
+        raise RefusedError(str(e)) from e
+    repo = Repository(config.repo_dir)
+    try:
+        with locked_session(factory, f"publish {bundle.product} {bundle.version}") as session:
+            verified = repo.publish(bundle.product, md, bundle.files(), online, now)
+            release = verified.release
+            firmware = verified.new_targets[release.firmware_path]
+            row = Release(
+                product=release.product,
+                version=release.version,
+                release_counter=release.release_counter,
+                hardware_ids=list(release.hardware_ids),
+                firmware_path=release.firmware_path,
+                firmware_sha256=firmware.hashes["sha256"],
+                firmware_length=firmware.length,
+                sbom_path=release.sbom_path,
+                notes=release.notes,
+                signed_by=list(verified.signatures.signed),
+                published_by=actor[:128],
+            )
+            session.add(row)
+            session.flush()
+            audit.append(
+                session,
+                actor,
+                "release.publish",
+                product=release.product,
+                version=release.version,
+                release_counter=release.release_counter,
+                metadata_version=md.signed.version,
+                firmware_sha256=row.firmware_sha256,
+                signers=list(verified.signatures.signed),
+                threshold=verified.signatures.threshold,
+            )
+            result = release_json(row)
+    except (PublishRefusedError, BundleError, UnknownProductError, ReleaseContractError) as e:
+        # Refused before anything was written (Repository.publish checks first).
+        logger.warning("refused %s %s from %s: %s", bundle.product, bundle.version, actor, e)
+        raise RefusedError(str(e)) from e
+    except (SignerError, OSError) as e:
+        logger.error("publishing %s %s failed: %s", bundle.product, bundle.version, e)
+        raise PublishFailedError(f"publishing failed: {e}") from e
+    except SQLAlchemyError as e:
+        # Raised after Repository.publish returned, the release is visible to
+        # pumps but not indexed; reconcile_index() adds it back.
+        logger.exception("recording %s %s failed", bundle.product, bundle.version)
+        raise PublishFailedError(f"recording the release failed: {e}") from e
+    logger.info(
+        "published %s %s (counter %s) by %s",
+        result["product"],
+        result["version"],
+        result["release_counter"],
+        actor,
+    )
+    return result
+
+
+def reconcile_index(factory: sessionmaker[Session], config: ServerConfig) -> int:
+    """Index releases the repository lists but the database lacks (after a crash).
+
+    The comparison runs without the lock; only when something is missing is
+    the lock taken (and the comparison repeated under it), so starting a
+    server never waits for a publish in progress.
+
+    Returns:
+        The number of releases added.
+    """
+    repo = Repository(config.repo_dir)
+    state = repo.state()
+    listed = {
+        (r.product, r.version)
+        for product in state.product_versions
+        for r in product_releases(state.product(product))
+    }
+    with factory() as session:
+        rows = session.execute(select(Release.product, Release.version))
+        indexed = {(product, version) for product, version in rows}
+    if listed <= indexed:
+        return 0
+    with locked_session(factory, "reconcile index") as session:
+        added = sync_release_index(session, repo, "reconciled")
+        if added:
+            audit.append(session, "server", "release.reindex", added=added)
+            logger.warning("indexed %d published release(s) the database lacked", added)
+        return added
