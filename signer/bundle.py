@@ -60,6 +60,7 @@ MANIFEST = "bundle.json"
 FORMAT = "pumpguard-release-bundle"
 FORMAT_VERSION = 1
 _MAX_METADATA = 16 << 20
+_MAX_MEMBERS = 64
 
 
 @dataclass(frozen=True)
@@ -178,9 +179,12 @@ def _read_manifest(root: Path) -> Bundle:
 def open_bundle(path: Path, *, write: bool = False) -> Iterator[Bundle]:
     """Open a bundle directory or ``.tar`` file.
 
-    A tar bundle is unpacked into a private temporary directory (regular files
-    only, no links, nothing outside it); with ``write`` it is packed again and
-    atomically replaces the original when the block ends without error.
+    A tar bundle is unpacked into a private temporary directory beside it (so
+    an upload in the server's data folder is unpacked on the same file system,
+    not in a small /tmp): regular files only, no links, nothing outside it,
+    and no more bytes than the archive holds (no sparse-file bombs). With
+    ``write`` it is packed again and atomically replaces the original when the
+    block ends without error.
 
     Raises:
         BundleError: ``path`` is not a bundle.
@@ -190,14 +194,22 @@ def open_bundle(path: Path, *, write: bool = False) -> Iterator[Bundle]:
         return
     if not path.is_file():
         raise BundleError(f"bundle {path} does not exist")
-    with tempfile.TemporaryDirectory(prefix="pumpguard-bundle-") as tmp:
+    archive_size = path.stat().st_size
+    with tempfile.TemporaryDirectory(prefix=".pumpguard-bundle-", dir=path.parent) as tmp:
         root = Path(tmp) / "bundle"
         root.mkdir()
         try:
             with tarfile.open(path, "r:") as tar:
-                for member in tar.getmembers():
-                    if not (member.isfile() or member.isdir()):
+                members = tar.getmembers()
+                if len(members) > _MAX_MEMBERS:
+                    raise BundleError(f"bundle has more than {_MAX_MEMBERS} members")
+                for member in members:
+                    if not (member.isfile() or member.isdir()) or member.issparse():
                         raise BundleError(f"bundle member {member.name!r} is not a regular file")
+                # A plain tar stores every byte it extracts, so more content
+                # than the archive's size means a forged header.
+                if sum(m.size for m in members) > archive_size:
+                    raise BundleError("bundle members claim more bytes than the archive holds")
                 # The "data" filter refuses absolute paths, '..', links and
                 # device files (CVE-2007-4559 class of attacks).
                 tar.extractall(root, filter="data")

@@ -202,3 +202,18 @@ def test_signing_twice_with_one_key_counts_once(repo_env: RepoEnv, tree: Tree) -
     with pytest.raises(ThresholdError, match="1 of the 2"):
         publish_bundle(bundle, repo_env.repo, repo_env.online)
     assert tree(repo_env.path) == before
+
+
+def test_refuses_tar_bundle_with_too_many_members(repo_env: RepoEnv, tree: Tree) -> None:
+    """A bundle is a handful of files; thousands of members are a resource attack."""
+    evil = repo_env.work / "many.tar"
+    with tarfile.open(evil, "w") as tar:
+        for i in range(100):
+            info = tarfile.TarInfo(f"targets/x/{i}")
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    before = tree(repo_env.path)
+    with pytest.raises(BundleError, match="more than 64 members"):
+        publish_bundle(evil, repo_env.repo, repo_env.online)
+    assert tree(repo_env.path) == before
+    assert not list(repo_env.work.glob(".pumpguard-bundle-*"))
