@@ -7,7 +7,6 @@ servers alone (threat SRV-TOKEN-THEFT), and TLS certificates are verified.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import sys
@@ -16,11 +15,11 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import urllib3
 
 from pumpguard.errors import ConfigError, PumpguardError
+from pumpguard.http import check_server_url, error_message
 from signer.bundle import _write_tar, open_bundle
 from signer.errors import BundleError
 
@@ -52,23 +51,7 @@ def releases_endpoint(server: str) -> str:
     Raises:
         ConfigError: ``server`` is not an http(s) URL, or http to another host.
     """
-    parts = urlsplit(server)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"--server {server!r} must be an http(s) URL")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigError(
-            f"--server {server!r}: use https; the API token would cross the network in clear"
-        )
-    return server.rstrip("/") + _PATH
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return check_server_url(server) + _PATH
 
 
 def _chunks(path: Path, advance: Callable[[int], None]) -> Iterator[bytes]:
@@ -76,18 +59,6 @@ def _chunks(path: Path, advance: Callable[[int], None]) -> Iterator[bytes]:
         while chunk := f.read(_CHUNK):
             advance(len(chunk))
             yield chunk
-
-
-def _error_message(status: int, data: bytes) -> str:
-    try:
-        body = json.loads(data)
-        message = body["error"]["message"]
-        if isinstance(message, str) and message:
-            return " ".join(message.split())
-    except (ValueError, KeyError, TypeError):
-        pass
-    text = data.decode("utf-8", "replace").strip().splitlines()
-    return text[0][:200] if text else "no explanation"
 
 
 def _post(url: str, tar: Path, token: str, progress: bool, timeout: float) -> dict[str, Any]:
@@ -107,8 +78,7 @@ def _post(url: str, tar: Path, token: str, progress: bool, timeout: float) -> di
         )
         if check.status == 401:
             raise UploadError(
-                f"the server refused the token ({check.status}): "
-                f"{_error_message(check.status, check.data)}",
+                f"the server refused the token ({check.status}): {error_message(check.data)}",
                 check.status,
             )
         if progress:
@@ -142,8 +112,7 @@ def _post(url: str, tar: Path, token: str, progress: bool, timeout: float) -> di
         http.clear()
     if response.status != 201:
         raise UploadError(
-            f"the server refused the release ({response.status}): "
-            f"{_error_message(response.status, response.data)}",
+            f"the server refused the release ({response.status}): {error_message(response.data)}",
             response.status,
         )
     try:

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from repo_support import PASSPHRASE, PRODUCT, CliResult, RepoEnv
+from server_support import ServerEnv, fresh_postgres_database, require_postgres
 from signer.keys import generate_keypair, load_public_key
 from signer.repository import Repository
+from update_server.datadir import init_data_dir
 
 KEY_NAMES = (
     "root1",
@@ -96,3 +98,30 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         return CliResult(code, out, err)
 
     return run
+
+
+# ------------------------------------------------------------ update server
+# Every server test runs on SQLite and on PostgreSQL.
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'server.db'}"
+        return
+    require_postgres()
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def server_env(repo_env: RepoEnv, database_url: str, tmp_path: Path) -> ServerEnv:
+    data = tmp_path / "server"
+    _, admin = init_data_dir(
+        data,
+        repo=repo_env.path,
+        snapshot_key=str(repo_env.key("snapshot")),
+        timestamp_key=str(repo_env.key("timestamp")),
+        database_url=database_url,
+    )
+    return ServerEnv(repo_env, data, database_url, admin)

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
+from flask.testing import FlaskClient
 from werkzeug.serving import make_server
+from werkzeug.test import TestResponse
 
-from repo_support import RepoEnv
+from pumpguard.device_auth import sign_request
+from repo_support import PRODUCT, RepoEnv
+
+DEVICES = "/api/v1/devices"
 
 PG_MAINTENANCE = os.environ.get(
     "PUMPGUARD_TEST_POSTGRES", "postgresql+psycopg:///postgres?host=/var/run/postgresql"
@@ -98,3 +106,63 @@ def live_server(app: Flask) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@dataclass
+class Pump:
+    """A simulated pump with its own Ed25519 device key."""
+
+    device_id: str
+    hardware_id: str = "rev-b"
+    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+
+    @property
+    def checkin_path(self) -> str:
+        return f"{DEVICES}/{self.device_id}/checkin"
+
+    @property
+    def public_hex(self) -> str:
+        raw = self.key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return raw.hex()
+
+    def enrollment(self, **changes: Any) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "hardware_id": self.hardware_id,
+            "product": PRODUCT,
+            "public_key": self.public_hex,
+            **changes,
+        }
+
+    def post(self, client: FlaskClient, what: str, body: bytes | dict[str, Any]) -> TestResponse:
+        """A correctly signed POST to ``/api/v1/devices/<id>/<what>``."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        path = f"{DEVICES}/{self.device_id}/{what}"
+        headers = sign_request(self.key, self.device_id, "POST", path, data)
+        return client.post(path, data=data, headers=headers, content_type="application/json")
+
+    def checkin(self, client: FlaskClient, **changes: Any) -> TestResponse:
+        return self.post(client, "checkin", checkin_report(self, **changes))
+
+
+def checkin_report(pump: Pump, **changes: Any) -> dict[str, Any]:
+    return {
+        "product": PRODUCT,
+        "hardware_id": pump.hardware_id,
+        "version": "1.0.0",
+        "release_counter": 1,
+        "slots": {
+            "a": {"state": "active", "version": "1.0.0", "release_counter": 1},
+            "b": {"state": "empty"},
+        },
+        "last_update": None,
+        "therapy": {"state": "idle"},
+        **changes,
+    }
+
+
+def enroll(client: FlaskClient, headers: dict[str, str], pump: Pump) -> None:
+    r = client.post(DEVICES, json=pump.enrollment(), headers=headers)
+    assert r.status_code == 201, r.json

@@ -8,7 +8,6 @@ a pump (or the simulator) signs its requests with.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from pumpguard.errors import ConfigError, PumpguardError
 from pumpguard.fsutil import atomic_write_bytes
+from pumpguard.http import check_server_url, error_message
 
 __all__ = [
     "DeviceCliError",
@@ -89,38 +89,6 @@ def read_public_key(value: str) -> str:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
 
 
-def _check_server_url(server: str) -> str:
-    try:
-        url = urllib3.util.parse_url(server)
-    except urllib3.exceptions.LocationParseError as e:
-        raise ConfigError(f"--server {server!r} is not a URL") from e
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(f"--server {server!r} must be an http(s) URL")
-    # The API token travels in a header: plain HTTP is only for loopback
-    # (tests, the single-machine demo).
-    if url.scheme == "http" and not _is_loopback(url.host):
-        raise ConfigError(f"--server {server!r}: use https (plain http only to loopback)")
-    return server.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _error_message(response: urllib3.BaseHTTPResponse) -> str:
-    try:
-        message = str(json.loads(response.data)["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        message = response.data[:200].decode("utf-8", errors="replace")
-    # One line: the CLI prints errors as one line.
-    return " ".join(message.split()) or response.reason or "no details"
-
-
 def enroll_device(
     server: str,
     token: str,
@@ -150,7 +118,7 @@ def enroll_device(
         DeviceCliError: The server cannot be reached.
         EnrollRefusedError: The server refused (the message says why).
     """
-    base = _check_server_url(server)
+    base = check_server_url(server)
     http = http or urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=10.0, read=30.0), retries=False
     )
@@ -176,7 +144,7 @@ def enroll_device(
     if response.status != 201:
         raise EnrollRefusedError(
             f"the server refused to enroll {device_id!r} (HTTP {response.status}): "
-            f"{_error_message(response)}",
+            f"{error_message(response.data, response.reason)}",
             response.status,
         )
     try:

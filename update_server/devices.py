@@ -43,7 +43,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
@@ -51,6 +51,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pumpguard.errors import ReleaseContractError
+from pumpguard.jsonutil import StrictJSONError, loads_strict
 from pumpguard.release import SemVer, validate_hardware_id, validate_product
 from signer import Repository, UnknownProductError
 from update_server import audit
@@ -181,25 +182,6 @@ def init_app(app: Flask) -> None:
 # ------------------------------------------------------------------ parsing
 
 
-class _JsonRefusedError(ValueError):
-    pass
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two values for one key would be read differently by different parsers;
-    # refusing them keeps what is validated and what is stored the same.
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _JsonRefusedError(f"duplicate key {key!r}")
-        obj[key] = value
-    return obj
-
-
-def _no_constants(name: str) -> NoReturn:
-    raise _JsonRefusedError(f"{name} is not JSON")
-
-
 def parse_json_object(data: bytes) -> dict[str, Any]:
     """Parse a request body that must be one JSON object.
 
@@ -208,16 +190,8 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
             NaN/Infinity, nests too deeply, or is not an object.
     """
     try:
-        value = json.loads(
-            data.decode("utf-8"),
-            object_pairs_hook=_no_duplicate_keys,
-            parse_constant=_no_constants,
-        )
-    except UnicodeDecodeError as e:
-        raise BadRequestError("the request body is not UTF-8") from e
-    except RecursionError as e:
-        raise BadRequestError("the request body nests too deeply") from e
-    except ValueError as e:  # JSONDecodeError and the hooks' refusals
+        value = loads_strict(data)
+    except StrictJSONError as e:
         raise BadRequestError(f"the request body is not valid JSON: {e}") from e
     if not isinstance(value, dict):
         raise BadRequestError("the request body must be a JSON object")

@@ -22,38 +22,14 @@ from tuf.ngclient import Updater
 from pumpguard.release import ReleaseInfo
 from repo_support import PRODUCT, CliResult, RepoEnv
 from sbom import bound_firmware_sha256
-from server_support import ServerEnv, fresh_postgres_database, live_server, require_postgres
+from server_support import ServerEnv, live_server
 from signer._upload import upload_bundle
 from signer.bundle import publish_bundle
 from signer.repository import Repository
 from signer.status import repo_status
 from update_server import create_app
 from update_server.auth import create_token
-from update_server.datadir import init_data_dir
 from update_server.db import engine_for, session_scope
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'server.db'}"
-        return
-    require_postgres()
-    with fresh_postgres_database() as url:
-        yield url
-
-
-@pytest.fixture
-def server_env(repo_env: RepoEnv, database_url: str, tmp_path: Path) -> ServerEnv:
-    data = tmp_path / "server"
-    _, admin = init_data_dir(
-        data,
-        repo=repo_env.path,
-        snapshot_key=str(repo_env.key("snapshot")),
-        timestamp_key=str(repo_env.key("timestamp")),
-        database_url=database_url,
-    )
-    return ServerEnv(repo_env, data, database_url, admin)
 
 
 @pytest.fixture

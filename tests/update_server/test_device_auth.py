@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 from flask.testing import FlaskClient
@@ -28,42 +26,14 @@ from pumpguard.device_auth import (
     HEADER_TIMESTAMP,
     sign_request,
 )
-from repo_support import PRODUCT
+from server_support import Pump, checkin_report, enroll
 from update_server.db import session_scope
 from update_server.device_auth import prune_nonces
 from update_server.models import Device, DeviceNonce, utcnow
 
 
-@dataclass
-class Pump:
-    device_id: str
-    hardware_id: str = "rev-b"
-    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
-
-    @property
-    def public_hex(self) -> str:
-        raw = self.key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        return raw.hex()
-
-    @property
-    def checkin_path(self) -> str:
-        return f"/api/v1/devices/{self.device_id}/checkin"
-
-
 def checkin_body(pump: Pump, **changes: Any) -> bytes:
-    body = {
-        "product": PRODUCT,
-        "hardware_id": pump.hardware_id,
-        "version": "1.0.0",
-        "release_counter": 1,
-        "slots": {"a": {"state": "active", "version": "1.0.0", "release_counter": 1}},
-        "last_update": None,
-        "therapy": {"state": "idle"},
-        **changes,
-    }
-    return json.dumps(body).encode()
+    return json.dumps(checkin_report(pump, **changes)).encode()
 
 
 def signed_post(
@@ -88,27 +58,6 @@ def signed_post(
         **sign_kwargs,
     )
     return client.post(path, data=body, headers=headers, content_type="application/json")
-
-
-def enroll(client: FlaskClient, admin_headers: dict[str, str], pump: Pump) -> None:
-    r = client.post(
-        "/api/v1/devices",
-        json={
-            "device_id": pump.device_id,
-            "hardware_id": pump.hardware_id,
-            "product": PRODUCT,
-            "public_key": pump.public_hex,
-        },
-        headers=admin_headers,
-    )
-    assert r.status_code == 201, r.json
-
-
-@pytest.fixture
-def pump(client: FlaskClient, admin_headers: dict[str, str]) -> Pump:
-    p = Pump("pump-0001")
-    enroll(client, admin_headers, p)
-    return p
 
 
 def device_row(app: Flask, device_id: str) -> Device:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import stat
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from pumpguard.device_auth import sign_request
 from repo_support import PRODUCT, CliResult
-from server_support import ServerEnv, live_server
+from server_support import Pump, ServerEnv, checkin_report, enroll, live_server
 from signer import Repository, publish_bundle
 from update_server.assignment import DeviceFacts, choose_release
 from update_server.audit import verify_chain
@@ -33,67 +32,6 @@ from update_server.db import session_scope
 from update_server.models import AuditEntry, Device, DeviceEvent, Release
 
 DEVICES = "/api/v1/devices"
-
-
-@dataclass
-class Pump:
-    device_id: str
-    hardware_id: str = "rev-b"
-    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
-
-    @property
-    def public_hex(self) -> str:
-        raw = self.key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        return raw.hex()
-
-    def enrollment(self, **changes: Any) -> dict[str, Any]:
-        return {
-            "device_id": self.device_id,
-            "hardware_id": self.hardware_id,
-            "product": PRODUCT,
-            "public_key": self.public_hex,
-            **changes,
-        }
-
-    def post(self, client: FlaskClient, what: str, body: bytes | dict[str, Any]) -> TestResponse:
-        """A correctly signed POST to ``/api/v1/devices/<id>/<what>``."""
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        path = f"{DEVICES}/{self.device_id}/{what}"
-        headers = sign_request(self.key, self.device_id, "POST", path, data)
-        return client.post(path, data=data, headers=headers, content_type="application/json")
-
-    def checkin(self, client: FlaskClient, **changes: Any) -> TestResponse:
-        return self.post(client, "checkin", checkin_report(self, **changes))
-
-
-def checkin_report(pump: Pump, **changes: Any) -> dict[str, Any]:
-    return {
-        "product": PRODUCT,
-        "hardware_id": pump.hardware_id,
-        "version": "1.0.0",
-        "release_counter": 1,
-        "slots": {
-            "a": {"state": "active", "version": "1.0.0", "release_counter": 1},
-            "b": {"state": "empty"},
-        },
-        "last_update": None,
-        "therapy": {"state": "idle"},
-        **changes,
-    }
-
-
-def enroll(client: FlaskClient, headers: dict[str, str], pump: Pump) -> None:
-    r = client.post(DEVICES, json=pump.enrollment(), headers=headers)
-    assert r.status_code == 201, r.json
-
-
-@pytest.fixture
-def pump(client: FlaskClient, admin_headers: dict[str, str]) -> Pump:
-    p = Pump("pump-0001")
-    enroll(client, admin_headers, p)
-    return p
 
 
 @pytest.fixture
