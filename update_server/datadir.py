@@ -58,21 +58,7 @@ def sync_release_index(session: Session, repo: Repository, published_by: str = "
             if (release.product, release.version) in known or md is None:
                 continue
             fw = md.signed.targets[release.firmware_path]
-            session.add(
-                Release(
-                    product=release.product,
-                    version=release.version,
-                    release_counter=release.release_counter,
-                    hardware_ids=list(release.hardware_ids),
-                    firmware_path=release.firmware_path,
-                    firmware_sha256=fw.hashes["sha256"],
-                    firmware_length=fw.length,
-                    sbom_path=release.sbom_path,
-                    notes=release.notes,
-                    signed_by=sorted(md.signatures),
-                    published_by=published_by,
-                )
-            )
+            session.add(Release.index(release, fw, md.signatures, published_by))
             added += 1
     return added
 

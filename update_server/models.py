@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from tuf.api.metadata import TargetFile
+
+from pumpguard.release import ReleaseInfo
 
 __all__ = [
     "ApiToken",
@@ -121,6 +125,29 @@ class Release(Base):
     signed_by: Mapped[list[Any]] = mapped_column(JSON, default=list)
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     published_by: Mapped[str] = mapped_column(String(128), default="")
+
+    @classmethod
+    def index(
+        cls,
+        release: ReleaseInfo,
+        firmware: TargetFile,
+        signed_by: Iterable[str],
+        published_by: str,
+    ) -> Release:
+        """The index row of a published release and its firmware target."""
+        return cls(
+            product=release.product,
+            version=release.version,
+            release_counter=release.release_counter,
+            hardware_ids=list(release.hardware_ids),
+            firmware_path=release.firmware_path,
+            firmware_sha256=firmware.hashes["sha256"],
+            firmware_length=firmware.length,
+            sbom_path=release.sbom_path,
+            notes=release.notes,
+            signed_by=sorted(signed_by),
+            published_by=published_by[:128],
+        )
 
 
 class AuditEntry(Base):

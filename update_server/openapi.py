@@ -10,6 +10,14 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify
 
+from update_server.devices import (
+    AGENT_STATES,
+    EVENT_KINDS,
+    SLOT_STATES,
+    THERAPY_STATES,
+    UPDATE_RESULTS,
+)
+
 __all__ = ["SPEC", "bp", "init_app"]
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
@@ -172,7 +180,7 @@ SPEC: dict[str, Any] = {
                             "additionalProperties": False,
                             "required": ["state"],
                             "properties": {
-                                "state": {"enum": ["active", "inactive", "trial", "empty", "bad"]},
+                                "state": {"enum": list(SLOT_STATES)},
                                 "version": _SEMVER,
                                 "release_counter": _COUNTER,
                                 "sha256": _HEX64,
@@ -189,14 +197,7 @@ SPEC: dict[str, Any] = {
                                 "properties": {
                                     "version": _SEMVER,
                                     "release_counter": _COUNTER,
-                                    "result": {
-                                        "enum": [
-                                            "committed",
-                                            "rolled-back",
-                                            "failed",
-                                            "in-progress",
-                                        ]
-                                    },
+                                    "result": {"enum": list(UPDATE_RESULTS)},
                                     "at": _ISO,
                                     "error": {"type": "string", "maxLength": 512},
                                 },
@@ -208,11 +209,11 @@ SPEC: dict[str, Any] = {
                         "additionalProperties": False,
                         "required": ["state"],
                         "properties": {
-                            "state": {"enum": ["idle", "running", "programmed"]},
+                            "state": {"enum": list(THERAPY_STATES)},
                             "since": _ISO,
                         },
                     },
-                    "agent_state": {"type": "string"},
+                    "agent_state": {"enum": list(AGENT_STATES)},
                 },
             },
             "Assignment": {
@@ -259,22 +260,7 @@ SPEC: dict[str, Any] = {
                             "additionalProperties": False,
                             "required": ["kind", "at"],
                             "properties": {
-                                "kind": {
-                                    "enum": [
-                                        "check",
-                                        "download-start",
-                                        "download-done",
-                                        "verified",
-                                        "deferred",
-                                        "install",
-                                        "reboot",
-                                        "self-test-pass",
-                                        "self-test-fail",
-                                        "committed",
-                                        "rolled-back",
-                                        "error",
-                                    ]
-                                },
+                                "kind": {"enum": list(EVENT_KINDS)},
                                 "at": _ISO,
                                 "detail": {"type": "object"},
                             },

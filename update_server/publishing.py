@@ -218,19 +218,7 @@ def publish(
             verified = repo.publish(bundle.product, md, bundle.files(), online, now)
             release = verified.release
             firmware = verified.new_targets[release.firmware_path]
-            row = Release(
-                product=release.product,
-                version=release.version,
-                release_counter=release.release_counter,
-                hardware_ids=list(release.hardware_ids),
-                firmware_path=release.firmware_path,
-                firmware_sha256=firmware.hashes["sha256"],
-                firmware_length=firmware.length,
-                sbom_path=release.sbom_path,
-                notes=release.notes,
-                signed_by=list(verified.signatures.signed),
-                published_by=actor[:128],
-            )
+            row = Release.index(release, firmware, verified.signatures.signed, actor)
             session.add(row)
             session.flush()
             audit.append(
