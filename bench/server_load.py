@@ -76,6 +76,9 @@ REQUEST_TIMEOUT = 10.0
 # clock_skew (300 s by default) seconds, so a run must stay well inside that.
 MAX_WINDOW = 120.0
 
+# Other processes using this share of the machine in a window get a warning.
+OTHER_WORK_WARNING = 0.05
+
 GOAL_CHECKINS = 2000.0
 GOAL_P99_MS = 50.0
 GOAL_RATIO = 0.5
@@ -384,9 +387,19 @@ def generator_main(conn: Connection, job: Job) -> None:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu() -> dict[int, tuple[str, float, float]]:
-    """``pid: (name, own CPU seconds, reaped children's CPU seconds)`` of every process."""
-    out: dict[int, tuple[str, float, float]] = {}
+@dataclass(frozen=True)
+class ProcCpu:
+    """One process's CPU counters (seconds) from ``/proc/PID/stat``."""
+
+    name: str
+    ppid: int
+    own: float  # user + system
+    reaped: float  # of its children that ended and were waited for
+
+
+def process_cpu() -> dict[int, ProcCpu]:
+    """The CPU counters of every process on the machine."""
+    out: dict[int, ProcCpu] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -397,7 +410,7 @@ def process_cpu() -> dict[int, tuple[str, float, float]]:
         name = raw[raw.index("(") + 1 : raw.rindex(")")]
         f = raw[raw.rindex(")") + 2 :].split()
         own = (int(f[11]) + int(f[12])) / _TICK
-        out[int(entry.name)] = (name, own, (int(f[13]) + int(f[14])) / _TICK)
+        out[int(entry.name)] = ProcCpu(name, int(f[1]), own, (int(f[13]) + int(f[14])) / _TICK)
     return out
 
 
@@ -425,43 +438,56 @@ def machine_cpu() -> tuple[float, float, float]:
 
 
 def attribute_cpu(
-    before: dict[int, tuple[str, float, float]],
-    after: dict[int, tuple[str, float, float]],
+    before: dict[int, ProcCpu],
+    after: dict[int, ProcCpu],
     roles: dict[int, str],
     machine: tuple[float, float, float],
-) -> dict[str, float]:
-    """CPU seconds between two snapshots by role.
+) -> tuple[dict[str, float], list[tuple[str, float]]]:
+    """CPU seconds between two snapshots by role, and the busiest other processes.
 
-    Processes without a role are ``postgres background`` (WAL writer,
-    checkpointer ...) if PostgreSQL's, else ``other processes``; so is the CPU
-    of processes that ended in between (counted in their parent's reaped
-    children time: other sessions' database backends, test subprocesses).
+    Processes without a role are kernel threads (block I/O, file system
+    journal: what the database's fsyncs cost), PostgreSQL's background
+    processes (WAL writer, checkpointer ...), or ``other processes``, which
+    also get the CPU of processes that ended in between (counted in their
+    parent's reaped children time: other sessions' database backends, test
+    subprocesses).
     """
     cpu = dict.fromkeys(CPU_PARTS, 0.0)
+    others: Counter[str] = Counter()
     reaped_total = 0.0
-    for pid, (name, own, reaped) in after.items():
-        _, own0, reaped0 = before.get(pid, (name, 0.0, 0.0))
+    for pid, now in after.items():
+        then = before.get(pid, ProcCpu(now.name, now.ppid, 0.0, 0.0))
+        used = max(0.0, now.own - then.own)
         role = roles.get(pid)
         if role is None:
-            role = "postgres background" if name == "postgres" else "other processes"
-        cpu[role] += max(0.0, own - own0)
-        reaped_total += max(0.0, reaped - reaped0)
+            if pid == 2 or now.ppid == 2:
+                role = "kernel threads"
+            elif now.name == "postgres":
+                role = "postgres background"
+            else:
+                role = "other processes"
+                others[now.name] += used
+        cpu[role] += used
+        reaped_total += max(0.0, now.reaped - then.reaped)
     busy, irq, steal = machine
     cpu["kernel irq"] = irq
     # A reaped child's whole life is in its parent's figure, not only the
     # window's part: count it only up to what is otherwise unexplained.
     rest = max(0.0, busy - sum(cpu.values()))
     cpu["other processes"] += min(reaped_total, rest)
+    if reaped_total:
+        others["(ended processes)"] += min(reaped_total, rest)
     cpu["unattributed"] = rest - min(reaped_total, rest)
     cpu["machine"] = busy
     cpu["steal"] = steal
-    return cpu
+    return cpu, [(n, round(c, 2)) for n, c in others.most_common(3) if c >= 0.05]
 
 
 CPU_PARTS = (
     "gunicorn",
     "postgres bench db",
     "postgres background",
+    "kernel threads",
     "generator",
     "other processes",
 )
@@ -769,6 +795,7 @@ class Result:
     unfinished: int
     exhausted: bool
     cpu: dict[str, float]
+    busiest_others: list[tuple[str, float]]
     concurrency: int
     processes: int
 
@@ -810,6 +837,7 @@ class Result:
             "unfinished_at_end": self.unfinished,
             "presigned_exhausted": self.exhausted,
             "cpu_s": {k: round(v, 3) for k, v in self.cpu.items()},
+            "busiest_other_processes_cpu_s": dict(self.busiest_others),
             "cpu_us_per_request": {
                 k: round(self.cpu_per_request_us(k), 1)
                 for k in self.cpu
@@ -896,7 +924,9 @@ def run_scenario(
         for k, v in out["samples"].items():
             samples.setdefault(k, v)
     (busy0, irq0, steal0), (busy1, irq1, steal1) = machine0, machine1
-    cpu = attribute_cpu(before, after, roles, (busy1 - busy0, irq1 - irq0, steal1 - steal0))
+    cpu, busiest = attribute_cpu(
+        before, after, roles, (busy1 - busy0, irq1 - irq0, steal1 - steal0)
+    )
     return Result(
         name=name,
         ok=len(latencies),
@@ -907,6 +937,7 @@ def run_scenario(
         unfinished=sum(o["unfinished"] for o in outs),
         exhausted=any(o["exhausted"] for o in outs),
         cpu=cpu,
+        busiest_others=busiest,
         concurrency=sum(j.connections for j in jobs),
         processes=len(jobs),
     )
@@ -1068,6 +1099,7 @@ def print_report(
         ("gunicorn", "gunicorn"),
         ("postgres bench db", "pg backends"),
         ("postgres background", "pg background"),
+        ("kernel threads", "kernel threads"),
         ("generator", "generator"),
         ("kernel irq", "irq/softirq"),
         ("other processes", "other procs"),
@@ -1090,9 +1122,18 @@ def print_report(
     console.print(cpu)
     console.print(
         "[dim]pg background: WAL writer, checkpointer and the other PostgreSQL service"
-        " processes; other procs: everything else running on the machine (other databases'"
-        " backends and processes that ended in the window included).[/dim]"
+        " processes; kernel threads: block I/O and file system journal (the commits' fsyncs);"
+        " other procs: everything else running on the machine (other databases' backends and"
+        " processes that ended in the window included).[/dim]"
     )
+    for r in results:
+        share = r.cpu["other processes"] / r.duration / info["cpus"]
+        if share >= OTHER_WORK_WARNING:
+            top = ", ".join(f"{n} {c:.1f} s" for n, c in r.busiest_others)
+            console.print(
+                f"[yellow]note: other work used {share:.0%} of the machine during {r.name}"
+                f" ({top}): its figures are lower than on a quiet machine[/yellow]"
+            )
     for r in results:
         if r.error_count:
             console.print(f"[bold red]!!! {r.name}: {r.error_count} FAILED REQUESTS[/bold red]")

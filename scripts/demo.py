@@ -10,24 +10,30 @@ update server, the device agent and the SBOM audit.
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
+import json
 import os
 import secrets
 import shlex
+import socket
 import subprocess
 import sys
 import tempfile
-import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 from rich.panel import Panel
+from rich.table import Table
 from tuf.ngclient import Updater
 
+from pumpguard.device_auth import sign_request
 from pumpguard.release import ReleaseInfo
 from sbom import bound_firmware_sha256
 
@@ -69,12 +75,24 @@ def step(title: str) -> None:
     console.rule(f"[bold cyan]{title}")
 
 
-def pumpguard(*args: str | Path, expect_fail: bool = False) -> str:
-    """Run one real CLI command, echoing it as a person would type it."""
+def pumpguard(*args: str | Path, expect_fail: bool = False, token: Path | None = None) -> str:
+    """Run one real CLI command, echoing it as a person would type it.
+
+    ``token`` names a token file whose secret is handed over in PUMPGUARD_TOKEN,
+    as a person would export it; it is never echoed.
+    """
     argv = [str(a) for a in args]
-    console.print(f"[bold]$ pumpguard {shlex.join(argv)}")
+    prefix = f"PUMPGUARD_TOKEN=$(cat {token.name}) " if token else ""
+    console.print(f"[bold]$ {prefix}pumpguard {shlex.join(argv)}")
+    env = dict(os.environ)
+    if token:
+        env["PUMPGUARD_TOKEN"] = token.read_text().strip()
     proc = subprocess.run(
-        [sys.executable, "-m", "pumpguard", *argv], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "pumpguard", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
     out = (proc.stdout + proc.stderr).rstrip()
     if out:
@@ -86,25 +104,123 @@ def pumpguard(*args: str | Path, expect_fail: bool = False) -> str:
     return proc.stdout
 
 
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @contextmanager
-def static_server(root: Path) -> Iterator[str]:
-    """Serve the published repository as plain static files on loopback."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+def running_server(data: Path) -> Iterator[str]:
+    """`pumpguard server run` on loopback, as its own process."""
+    port = _free_port()
+    console.print(f"[bold]$ pumpguard server run --data {data} --port {port} &")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pumpguard",
+            "server",
+            "run",
+            "--data",
+            str(data),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/v1/openapi.json", timeout=2):  # noqa: S310
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit("demo: the server did not start") from None
+                time.sleep(0.2)
+        yield base
     finally:
-        httpd.shutdown()
-        httpd.server_close()
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _request(
+    base: str,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(  # noqa: S310 - loopback URL built by this script
+        base + path,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310
+        return json.loads(r.read())
+
+
+def checkin(base: str, pump: Path, device_id: str) -> Any:
+    """A pump's signed check-in (pumpguard.device_auth), reporting release 8.0.0."""
+    key = serialization.load_pem_private_key(pump.with_suffix(".key").read_bytes(), None)
+    assert isinstance(key, Ed25519PrivateKey)
+    report = {
+        "product": "sigma-spectrum",
+        "hardware_id": "rev-b",
+        "version": "8.0.0",
+        "release_counter": 41,
+        "slots": {
+            "a": {"state": "active", "version": "8.0.0", "release_counter": 41},
+            "b": {"state": "empty"},
+        },
+        "last_update": None,
+        "therapy": {"state": "idle"},
+    }
+    body = json.dumps(report).encode()
+    path = f"/api/v1/devices/{device_id}/checkin"
+    headers = {
+        "Content-Type": "application/json",
+        **sign_request(key, device_id, "POST", path, body),
+    }
+    req = urllib.request.Request(base + path, data=body, method="POST", headers=headers)  # noqa: S310
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310
+        return json.loads(r.read())
+
+
+def tuf_fetch(
+    base: str, root: bytes, pump_dir: Path, target: str
+) -> tuple[ReleaseInfo, bytes, bytes]:
+    """What a pump does with an assignment: verify and download it through TUF."""
+    (pump_dir / "metadata").mkdir(parents=True, exist_ok=True)
+    (pump_dir / "download").mkdir(exist_ok=True)
+    updater = Updater(
+        metadata_dir=str(pump_dir / "metadata"),
+        metadata_base_url=f"{base}/tuf/metadata/",
+        target_dir=str(pump_dir / "download"),
+        target_base_url=f"{base}/tuf/targets/",
+        bootstrap=root,
+    )
+    updater.refresh()
+    info = updater.get_targetinfo(target)
+    if info is None:
+        raise SystemExit(f"demo: the pump did not find {target}")
+    release = ReleaseInfo.from_custom(info.custom, info.path)
+    firmware = Path(updater.download_target(info)).read_bytes()
+    sbom_info = updater.get_targetinfo(release.sbom_path)
+    if sbom_info is None:
+        raise SystemExit("demo: the release has no SBOM")
+    sbom = Path(updater.download_target(sbom_info)).read_bytes()
+    return release, firmware, sbom
 
 
 def run(work: Path) -> None:
-    keys, repo = work / "keys", work / "repo"
+    keys, repo, data = work / "keys", work / "repo", work / "server"
     # A fresh random passphrase for this run's keys; never printed.
     os.environ["PUMPGUARD_PASSPHRASE"] = secrets.token_urlsafe(24)
 
@@ -120,7 +236,7 @@ def run(work: Path) -> None:
     ):
         pumpguard("keys", "generate", "--out", keys / name)
 
-    step("2. Repository: root threshold 2, consistent snapshots, one product line")
+    step("2. Repository (offline): root threshold 2, consistent snapshots, one product line")
     pumpguard(
         "repo", "init", "--repo", repo,
         "--root-key", keys / "root-alice.pub", "--root-key", keys / "root-bob.pub",
@@ -136,71 +252,116 @@ def run(work: Path) -> None:
         "--key", keys / "re-carol.pub", "--key", keys / "qa-dave.pub", "--threshold", "2",
         "--sign", keys / "targets.key", *online,
     )  # fmt: skip
+    root_v1 = (repo / "metadata" / "1.root.json").read_bytes()
 
-    step("3. A release: firmware + CycloneDX SBOM + unsigned product metadata")
-    firmware = work / "sigma-spectrum-8.1.0.img"
-    firmware.write_bytes(b"PUMPGUARD-FIRMWARE sigma-spectrum 8.1.0\n" + os.urandom(2 << 20))
-    components = work / "components.toml"
-    components.write_text(COMPONENTS)
-    bundle = work / "sigma-spectrum-8.1.0.tar"
+    step("3. Update server on loopback (SQLite), holding only the online keys")
+    pumpguard("server", "init", "--data", data, "--repo", repo, *online)
+    carol, operator = work / "carol.token", work / "operator.token"
     pumpguard(
-        "release", "create", "--repo", repo, "--product", "sigma-spectrum", "--version", "8.1.0",
-        "--release-counter", "42", "--hardware-id", "rev-b", "--hardware-id", "rev-c",
-        "--firmware", firmware, "--components", components, "--supplier", "Acme Medical Devices",
-        "--notes", "Fixes occlusion alarm latency (CAPA-1187)", "--out", bundle, "--tar",
+        "server", "token", "create", "--data", data, "--name", "carol",
+        "--role", "release-engineer", "--product", "sigma-spectrum", "--out", carol,
     )  # fmt: skip
-
-    step("4. Two-person rule: one signature is not enough")
-    pumpguard("release", "sign", bundle, "--key", keys / "re-carol.key")
-    pumpguard("release", "publish", bundle, "--repo", repo, *online, expect_fail=True)
-    console.print("[dim](QA signs on another machine, with only the bundle and their key)")
-    pumpguard("release", "sign", bundle, "--key", keys / "qa-dave.key")
-    pumpguard("release", "verify", bundle, "--repo", repo)
-    pumpguard("release", "publish", bundle, "--repo", repo, *online)
-
-    step("5. A pump verifies it with a real TUF client, trusting only its built-in root v1")
-    with static_server(repo) as base:
-        pump = work / "pump"
-        (pump / "metadata").mkdir(parents=True)
-        (pump / "download").mkdir()
-        updater = Updater(
-            metadata_dir=str(pump / "metadata"),
-            metadata_base_url=f"{base}/metadata/",
-            target_dir=str(pump / "download"),
-            target_base_url=f"{base}/targets/",
-            bootstrap=(repo / "metadata" / "1.root.json").read_bytes(),
-        )
-        updater.refresh()
-        info = updater.get_targetinfo("sigma-spectrum/8.1.0/firmware.img")
-        if info is None:
-            raise SystemExit("demo: the pump did not find the release")
-        release = ReleaseInfo.from_custom(info.custom, info.path)
-        fw_bytes = Path(updater.download_target(info)).read_bytes()
-        sbom_info = updater.get_targetinfo(release.sbom_path)
-        assert sbom_info is not None
-        sbom = Path(updater.download_target(sbom_info)).read_bytes()
-    fw_sha = hashlib.sha256(fw_bytes).hexdigest()
-    bound = bound_firmware_sha256(sbom) == fw_sha
-    console.print(
-        Panel.fit(
-            f"release        {release.product} {release.version}\n"
-            f"counter        {release.release_counter} (anti-rollback)\n"
-            f"hardware       {', '.join(release.hardware_ids)}\n"
-            f"notes          {release.notes}\n"
-            f"firmware       {len(fw_bytes):,} bytes, sha256 {fw_sha[:16]}... verified\n"
-            f"SBOM           {len(sbom):,} bytes, "
-            f"bound to the firmware: {'yes' if bound else 'NO'}",
-            title="pump: verified update",
-        )
+    pumpguard(
+        "server",
+        "token",
+        "create",
+        "--data",
+        data,
+        "--name",
+        "ops",
+        "--role",
+        "operator",
+        "--out",
+        operator,
     )
-    if not bound or fw_bytes != firmware.read_bytes():
-        raise SystemExit("demo: the pump received something other than what was signed")
 
-    step("6. Repository status")
-    pumpguard("repo", "status", "--repo", repo)
+    with running_server(data) as base:
+        step("4. A release: firmware + CycloneDX SBOM + unsigned product metadata")
+        firmware = work / "sigma-spectrum-8.1.0.img"
+        firmware.write_bytes(b"PUMPGUARD-FIRMWARE sigma-spectrum 8.1.0\n" + os.urandom(2 << 20))
+        components = work / "components.toml"
+        components.write_text(COMPONENTS)
+        bundle = work / "sigma-spectrum-8.1.0.tar"
+        pumpguard(
+            "release", "create", "--repo", data / "repo", "--product", "sigma-spectrum",
+            "--version", "8.1.0", "--release-counter", "42", "--hardware-id", "rev-b",
+            "--hardware-id", "rev-c", "--firmware", firmware, "--components", components,
+            "--supplier", "Acme Medical Devices",
+            "--notes", "Fixes occlusion alarm latency (CAPA-1187)", "--out", bundle, "--tar",
+        )  # fmt: skip
+
+        step("5. Two-person rule: the server refuses one signature")
+        pumpguard("release", "sign", bundle, "--key", keys / "re-carol.key")
+        pumpguard("release", "publish", bundle, "--server", base, expect_fail=True, token=carol)
+        console.print("[dim](QA signs on another machine, with only the bundle and their key)")
+        pumpguard("release", "sign", bundle, "--key", keys / "qa-dave.key")
+        pumpguard("release", "verify", bundle, "--repo", data / "repo")
+        pumpguard("release", "publish", bundle, "--server", base, token=carol)
+
+        step("6. Pumps: device keys, enrollment, signed check-ins")
+        pumps = work / "pumps"
+        for n in (1, 2, 3):
+            device_id = f"pump-{n:04d}"
+            pumpguard("device", "keygen", "--out", pumps / device_id)
+            pumpguard(
+                "device", "enroll", "--server", base, "--device-id", device_id,
+                "--hardware-id", "rev-b", "--product", "sigma-spectrum",
+                "--public-key", pumps / f"{device_id}.pub", token=operator,
+            )  # fmt: skip
+        answers = {
+            f"pump-{n:04d}": checkin(base, pumps / f"pump-{n:04d}", f"pump-{n:04d}")
+            for n in (1, 2, 3)
+        }
+        for device_id, answer in answers.items():
+            assigned = answer["assigned"]
+            console.print(
+                f"{device_id}: runs 8.0.0 (counter 41) -> assigned "
+                f"{assigned['version']} (counter {assigned['release_counter']}), "
+                f"poll every {answer['poll_interval']} s"
+            )
+
+        step("7. pump-0001 verifies the assignment with TUF, trusting only its built-in root v1")
+        target = answers["pump-0001"]["assigned"]["firmware"]["path"]
+        release, fw_bytes, sbom = tuf_fetch(base, root_v1, pumps / "pump-0001-tuf", target)
+        fw_sha = hashlib.sha256(fw_bytes).hexdigest()
+        bound = bound_firmware_sha256(sbom) == fw_sha
+        console.print(
+            Panel.fit(
+                f"release        {release.product} {release.version}\n"
+                f"counter        {release.release_counter} (anti-rollback)\n"
+                f"hardware       {', '.join(release.hardware_ids)}\n"
+                f"notes          {release.notes}\n"
+                f"firmware       {len(fw_bytes):,} bytes, sha256 {fw_sha[:16]}... verified\n"
+                f"SBOM           {len(sbom):,} bytes, "
+                f"bound to the firmware: {'yes' if bound else 'NO'}",
+                title="pump-0001: verified update (installing it is the device agent's job)",
+            )
+        )
+        if not bound or fw_bytes != firmware.read_bytes():
+            raise SystemExit("demo: the pump received something other than what was signed")
+
+        step("8. Fleet and releases, as an operator sees them")
+        auth = {"Authorization": f"Bearer {operator.read_text().strip()}"}
+        fleet = _request(base, "GET", "/api/v1/devices", headers=auth)
+        table = Table("device", "hardware", "runs", "counter", "assigned", "last seen")
+        for d in fleet["devices"]:
+            table.add_row(
+                d["device_id"], d["hardware_id"], str(d["version"]), str(d["release_counter"]),
+                str(d["assigned_version"]), str(d["last_seen"]),
+            )  # fmt: skip
+        console.print(table)
+        for r in _request(base, "GET", "/api/v1/releases", headers=auth)["releases"]:
+            console.print(
+                f"release {r['product']} {r['version']} (counter {r['release_counter']}) "
+                f"signed by {len(r['signed_by'])}, published by {r['published_by']}"
+            )
+
+    step("9. Audit chain and repository status")
+    pumpguard("server", "audit", "verify", "--data", data)
+    pumpguard("repo", "status", "--repo", data / "repo")
     console.print(
-        "[bold green]demo complete[/]: keys, repository, two-person release, "
-        "verified by a TUF client"
+        "[bold green]demo complete[/]: two-person release published through the server, "
+        "pumps enrolled and assigned, verified by a TUF client"
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_demo_runs_the_two_person_release_and_a_verified_pump_update(tmp_path: Path) -> None:
+def test_demo_publishes_through_the_server_and_pumps_verify_the_update(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PUMPGUARD_PASSPHRASE"}
     env["COLUMNS"] = "200"
     proc = subprocess.run(
@@ -19,10 +19,15 @@ def test_demo_runs_the_two_person_release_and_a_verified_pump_update(tmp_path: P
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert "error: sigma-spectrum release is signed by 1 of the 2 required keys" in out
-    assert "published sigma-spectrum 8.1.0 (counter 42), signed by 2 of 2" in out
+    assert "(422): sigma-spectrum release is signed by 1 of the 2 required keys" in out
+    assert "published sigma-spectrum 8.1.0 (counter 42) on http://127.0.0.1:" in out
+    assert out.count("-> assigned 8.1.0 (counter 42)") == 3
     assert "bound to the firmware: yes" in out
+    assert "audit chain intact: 8 entries" in out
     assert "demo complete" in out
+    # Tokens live in files and reach commands through the environment only.
+    for token_file in ("carol.token", "operator.token", "server/admin.token"):
+        assert (tmp_path / "demo" / token_file).read_text().strip() not in out
     # The keys' passphrase is random per run and never printed.
     assert "PUMPGUARD_PASSPHRASE=" not in out
     assert (tmp_path / "demo/keys/re-carol.key").read_bytes().startswith(b"-----BEGIN ENCRYPTED")
