@@ -1097,17 +1097,16 @@ def print_report(
     cpu.add_column("scenario")
     columns = (
         ("gunicorn", "gunicorn"),
-        ("postgres bench db", "pg backends"),
-        ("postgres background", "pg background"),
-        ("kernel threads", "kernel threads"),
-        ("generator", "generator"),
-        ("kernel irq", "irq/softirq"),
-        ("other processes", "other procs"),
-        ("unattributed", "unattributed"),
+        ("postgres bench db", "pg"),
+        ("postgres background", "pg bg"),
+        ("kernel threads", "kthreads"),
+        ("generator", "loadgen"),
+        ("kernel irq", "irq"),
+        ("other processes", "other"),
     )
     for _, title in columns:
         cpu.add_column(title, justify="right")
-    cpu.add_column("machine busy", justify="right")
+    cpu.add_column("busy", justify="right")
     for r in results:
         cpu.add_row(
             r.name,
@@ -1121,10 +1120,12 @@ def print_report(
         )
     console.print(cpu)
     console.print(
-        "[dim]pg background: WAL writer, checkpointer and the other PostgreSQL service"
-        " processes; kernel threads: block I/O and file system journal (the commits' fsyncs);"
-        " other procs: everything else running on the machine (other databases' backends and"
-        " processes that ended in the window included).[/dim]"
+        "[dim]pg: the benchmark database's backends; pg bg: WAL writer, checkpointer and"
+        " PostgreSQL's other service processes; kthreads: kernel threads (block I/O and file"
+        " system journal, what the commits' fsyncs cost); loadgen: the load generator;"
+        " irq: interrupts and softirqs (loopback networking); other: everything else running on"
+        " the machine, including processes that ended in the window; busy: the machine's"
+        " utilisation.[/dim]"
     )
     for r in results:
         share = r.cpu["other processes"] / r.duration / info["cpus"]

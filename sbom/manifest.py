@@ -329,7 +329,8 @@ def _parse_component(raw: Mapping[str, Any], where: _Where) -> tuple[ComponentSp
     _reject_unknown_keys(raw, _COMPONENT_KEYS, where, None)
     name = _string(raw, "name", where, required=True)
     version = _string(raw, "version", where, required=True)
-    assert name is not None and version is not None
+    if name is None or version is None:  # required=True raises first; for the type checker
+        raise where.error("name", "a component needs a name and a version")
 
     type_ = _string(raw, "type", where, required=False) or "library"
     if type_ not in COMPONENT_TYPES:
@@ -502,7 +503,8 @@ def _parse_organization(
         raise where.error(key, f"must be a table, written [{key}] with name and url")
     _reject_unknown_keys(table, _ORGANIZATION_KEYS, where, key)
     name = _string(table, "name", where, required=True, prefix=key)
-    assert name is not None
+    if name is None:  # required=True raises first; for the type checker
+        raise where.error(f"{key}.name", "is required")
     url = _string(table, "url", where, required=False, prefix=key)
     if url is not None:
         parts = urlsplit(url)

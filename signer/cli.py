@@ -599,9 +599,8 @@ def release_publish(
             raise click.UsageError("--snapshot-key/--timestamp-key go with --repo, not --server")
         _publish_to_server(bundle, server, token_env, as_json)
         return
-    if not snapshot_key or not timestamp_key:
+    if repo_dir is None or not snapshot_key or not timestamp_key:
         raise click.UsageError("--repo needs --snapshot-key and --timestamp-key")
-    assert repo_dir is not None
     verified = publish_bundle(
         bundle, Repository(repo_dir), _online(snapshot_key, timestamp_key, passphrase_env)
     )

@@ -42,7 +42,7 @@ class ServerConfig:
     snapshot_key: str = "keys/snapshot.key"
     timestamp_key: str = "keys/timestamp.key"
     # The name of the variable holding the passphrase, not a passphrase.
-    passphrase_env: str = "PUMPGUARD_PASSPHRASE"  # noqa: S105  # nosec B105
+    passphrase_env: str = "PUMPGUARD_PASSPHRASE"  # noqa: S105
     poll_interval: int = 60
     refresh_interval: float = 300.0
     max_bundle_bytes: int = 2 << 30

@@ -70,7 +70,7 @@ def init_data_dir(
     snapshot_key: str,
     timestamp_key: str,
     database_url: str | None = None,
-    passphrase_env: str = "PUMPGUARD_PASSPHRASE",  # noqa: S107  # nosec B107 - an env var name
+    passphrase_env: str = "PUMPGUARD_PASSPHRASE",  # noqa: S107 - an env var name
     admin_name: str = "admin",
 ) -> tuple[ServerConfig, str]:
     """Create a server data folder from a repository made by ``pumpguard repo``.
