@@ -115,9 +115,8 @@ def load_config(data_dir: Path, environ: Mapping[str, str] | None = None) -> Ser
             try:
                 values[name] = kind(raw)
             except ValueError as e:
-                raise ConfigError(
-                    f"PUMPGUARD_{name.upper()}={raw!r} is not a {kind.__name__}"
-                ) from e
+                what = "an integer" if kind is int else "a number" if kind is float else "text"
+                raise ConfigError(f"PUMPGUARD_{name.upper()}={raw!r} is not {what}") from e
     try:
         return ServerConfig(data_dir=data_dir, **values)
     except TypeError as e:

@@ -41,7 +41,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("poll_interval = [\n", {}, "server.toml"),
         ('poll_interval = "often"\n', {}, "poll_interval must be a positive integer"),
         ("poll_interval = 0\n", {}, "poll_interval must be a positive integer"),
-        ("", {"PUMPGUARD_CLOCK_SKEW": "soon"}, "PUMPGUARD_CLOCK_SKEW='soon' is not a int"),
+        ("", {"PUMPGUARD_CLOCK_SKEW": "soon"}, "PUMPGUARD_CLOCK_SKEW='soon' is not an integer"),
         ("refresh_interval = -1\n", {}, "refresh_interval"),
     ],
 )
