@@ -35,6 +35,8 @@ lint: venv
 
 bench: venv
 	$(BIN)/python bench/repo_scale.py
+	bash scripts/start-postgres.sh
+	$(BIN)/python bench/server_load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import hashlib
 import json
 import math
 import multiprocessing as mp
@@ -43,7 +44,7 @@ import urllib.error
 import urllib.request
 import uuid
 from array import array
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -221,7 +222,6 @@ def run_load(job: Job, requests: Sequence[bytes] | None, t_start: float) -> dict
     latencies = array("d")
     errors: Counter[str] = Counter()
     samples: dict[str, str] = {}
-    ok_total = 0
     next_index = 0
     exhausted = False
     flights: set[_Flight] = set()
@@ -280,13 +280,11 @@ def run_load(job: Job, requests: Sequence[bytes] | None, t_start: float) -> dict
         issue(None)
 
     def done(flight: _Flight, status: int, keep: bool, body: bytes) -> None:
-        nonlocal ok_total
         now = time.monotonic()
         good = (200 <= status < 300 or status == 304) and (
             not job.expect or job.expect in body or status == 304
         )
         if good:
-            ok_total += 1
             if measure_from <= now < end:
                 latencies.append(now - flight.started)
         else:
@@ -354,12 +352,10 @@ def run_load(job: Job, requests: Sequence[bytes] | None, t_start: float) -> dict
         close(flight)
     return {
         "latencies": latencies.tobytes(),
-        "ok_total": ok_total,
         "errors": dict(errors),
         "samples": samples,
         "exhausted": exhausted,
         "unfinished": unfinished,
-        "prepared": len(requests) if requests is not None else None,
     }
 
 
@@ -453,7 +449,7 @@ def attribute_cpu(
     subprocesses).
     """
     cpu = dict.fromkeys(CPU_PARTS, 0.0)
-    others: Counter[str] = Counter()
+    others: defaultdict[str, float] = defaultdict(float)
     reaped_total = 0.0
     for pid, now in after.items():
         then = before.get(pid, ProcCpu(now.name, now.ppid, 0.0, 0.0))
@@ -480,7 +476,8 @@ def attribute_cpu(
     cpu["unattributed"] = rest - min(reaped_total, rest)
     cpu["machine"] = busy
     cpu["steal"] = steal
-    return cpu, [(n, round(c, 2)) for n, c in others.most_common(3) if c >= 0.05]
+    busiest = sorted(others.items(), key=lambda item: -item[1])[:3]
+    return cpu, [(n, round(c, 2)) for n, c in busiest if c >= 0.05]
 
 
 CPU_PARTS = (
@@ -554,7 +551,6 @@ class Stack:
 
     data_dir: Path
     database_url: str
-    admin_token: str
     devices: list[tuple[str, bytes]]
     body: bytes
 
@@ -655,12 +651,10 @@ def build_stack(work: Path, database_url: str, n_devices: int) -> Stack:
         sign_bundle(bundle, signers["qa1"])
         publish_bundle(bundle, repo, online)
         if (version, counter) == RUNNING:
-            import hashlib
-
             running_sha = hashlib.sha256(firmware.read_bytes()).hexdigest()
 
     data_dir = work / "data"
-    _, admin = init_data_dir(
+    init_data_dir(
         data_dir,
         repo=repo_path,
         snapshot_key=str(keys / "snapshot.key"),
@@ -692,7 +686,7 @@ def build_stack(work: Path, database_url: str, n_devices: int) -> Stack:
             conn.execute(insert(Base.metadata.tables["devices"]), rows)
     finally:
         engine.dispose()
-    return Stack(data_dir, database_url, admin, devices, _checkin_body(running_sha))
+    return Stack(data_dir, database_url, devices, _checkin_body(running_sha))
 
 
 def free_port() -> int:
@@ -762,7 +756,8 @@ def gunicorn(app: str, cwd: Path, env: dict[str, str], log: Path, probe: str) ->
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}{probe}", timeout=2):
                     pass
-                # Both workers import the app before serving; wait for both.
+                # One worker answered; wait until both are forked (the warm-up
+                # covers the second one's import of the app).
                 if len(child_pids(proc.pid)) >= GUNICORN_WORKERS:
                     break
             except (OSError, urllib.error.URLError):
@@ -848,6 +843,11 @@ class Result:
         }
 
 
+def ratio(a: float, b: float) -> float:
+    """``a / b``, NaN when ``b`` is 0."""
+    return a / b if b else math.nan
+
+
 def split(total: int, parts: int) -> list[int]:
     """``total`` spread over ``parts`` as evenly as possible."""
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
@@ -872,10 +872,10 @@ def run_scenario(
     try:
         for job in jobs:
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=generator_main, args=(child, job), daemon=True)
-            p.start()
+            proc = ctx.Process(target=generator_main, args=(child, job), daemon=True)
+            proc.start()
             child.close()
-            procs.append((p, parent))
+            procs.append((proc, parent))
         for _, conn in procs:
             if not conn.poll(300):
                 raise RuntimeError(f"{name}: a load generator did not get ready")
@@ -1030,7 +1030,7 @@ class Check:
 
 def check_goals(checkin: Result, trivial: Result, all_results: list[Result]) -> list[Check]:
     """The goals of issue 3, and the run's own validity (no errors)."""
-    ratio = checkin.rate / trivial.rate if trivial.rate else math.nan
+    rel = ratio(checkin.rate, trivial.rate)
     checks = [
         Check(
             f">= {GOAL_CHECKINS:,.0f} signed check-ins/s",
@@ -1044,8 +1044,8 @@ def check_goals(checkin: Result, trivial: Result, all_results: list[Result]) -> 
         ),
         Check(
             f"check-in throughput >= {GOAL_RATIO:g} x trivial endpoint",
-            ratio >= GOAL_RATIO,
-            f"{ratio:.2f} x ({checkin.rate:,.0f} / {trivial.rate:,.0f})",
+            rel >= GOAL_RATIO,
+            f"{rel:.2f} x ({checkin.rate:,.0f} / {trivial.rate:,.0f})",
         ),
     ]
     errors = sum(r.error_count for r in all_results)
@@ -1072,7 +1072,7 @@ def print_report(
     if not console.is_terminal:
         console = Console(width=130)
     console.print(
-        f"gunicorn {info['gunicorn']} --workers {GUNICORN_WORKERS} (sync), PostgreSQL"
+        f"{info['command']} (gunicorn {info['gunicorn']}, sync workers), PostgreSQL"
         f" {info['postgres']['server_version']} (fsync={info['postgres']['fsync']},"
         f" synchronous_commit={info['postgres']['synchronous_commit']}), {info['cpus']} CPUs"
         f" shared by server, database and load generator; {info['devices']:,} pumps;"
@@ -1150,7 +1150,7 @@ def print_report(
     console.print("Ratios to the trivial endpoint (same gunicorn, same load):")
     for r in results:
         if r is not trivial:
-            console.print(f"  {r.name}: {r.rate / trivial.rate:.2f} x throughput")
+            console.print(f"  {r.name}: {ratio(r.rate, trivial.rate):.2f} x throughput")
     console.print("Goals:")
     for c in checks:
         verdict = "[green]PASS[/green]" if c.passed else "[red]FAIL[/red]"
@@ -1231,7 +1231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             db_url = stack_cm.enter_context(fresh_database(args.postgres))
             log(f"building keys, repository, data folder and {args.devices:,} pumps ...")
             stack = build_stack(work, db_url, args.devices)
-            base_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+            # The server runs with the defaults, whatever this shell's PUMPGUARD_*.
+            base_env = {
+                k: v
+                for k, v in os.environ.items()
+                if k != "DATABASE_URL" and (k == PASSPHRASE_ENV or not k.startswith("PUMPGUARD_"))
+            }
             info = collect_info(args, db_url)
             results = run_all(args, work, stack, base_env, log)
     except KeyboardInterrupt:
@@ -1250,7 +1255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             "scenarios": {r.name: r.to_json() for r in results},
             "ratios_to_trivial": {
-                r.name: round(r.rate / by["trivial endpoint"].rate, 3)
+                r.name: round(ratio(r.rate, by["trivial endpoint"].rate), 3)
                 for r in results
                 if r.name != "trivial endpoint"
             },
@@ -1268,6 +1273,8 @@ def collect_info(args: argparse.Namespace, db_url: str) -> dict[str, Any]:
     from importlib.metadata import version
 
     return {
+        "command": f"gunicorn --workers {GUNICORN_WORKERS} --bind 127.0.0.1:PORT"
+        " 'update_server.wsgi:app'",
         "gunicorn": version("gunicorn"),
         "postgres": pg_settings(db_url),
         "cpus": os.cpu_count() or 1,

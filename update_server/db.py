@@ -32,7 +32,9 @@ def engine_for(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # No pre-ping: it costs a round trip on every request (bench/server_load.py);
+    # recycling connections bounds how stale one can get instead.
+    return create_engine(url, pool_recycle=300, pool_size=10, max_overflow=10)
 
 
 def migrate(url: str) -> None:
