@@ -42,6 +42,19 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): {"$ref": f"#/components/responses/E{c}"} for c in codes}
 
 
+def _page(key: str, items: dict[str, Any]) -> dict[str, Any]:
+    """A paged list response: ``{key: [...], total, limit, offset}``."""
+    return {
+        "type": "object",
+        "properties": {
+            key: {"type": "array", "items": items},
+            "total": {"type": "integer"},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+        },
+    }
+
+
 def _paging(*extra: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         *extra,
@@ -146,15 +159,7 @@ SPEC: dict[str, Any] = {
                     "status": {"type": "object"},
                 },
             },
-            "DeviceList": {
-                "type": "object",
-                "properties": {
-                    "devices": {"type": "array", "items": _ref("Device")},
-                    "total": {"type": "integer"},
-                    "limit": {"type": "integer"},
-                    "offset": {"type": "integer"},
-                },
-            },
+            "DeviceList": _page("devices", _ref("Device")),
             "Checkin": {
                 "type": "object",
                 "additionalProperties": False,
@@ -268,27 +273,19 @@ SPEC: dict[str, Any] = {
                     }
                 },
             },
-            "EventList": {
-                "type": "object",
-                "properties": {
-                    "events": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "id": {"type": "integer"},
-                                "kind": {"type": "string"},
-                                "at": _ISO,
-                                "received_at": _ISO,
-                                "detail": {"type": "object"},
-                            },
-                        },
+            "EventList": _page(
+                "events",
+                {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "kind": {"type": "string"},
+                        "at": _ISO,
+                        "received_at": _ISO,
+                        "detail": {"type": "object"},
                     },
-                    "total": {"type": "integer"},
-                    "limit": {"type": "integer"},
-                    "offset": {"type": "integer"},
                 },
-            },
+            ),
             "Release": {
                 "type": "object",
                 "properties": {
@@ -312,15 +309,7 @@ SPEC: dict[str, Any] = {
                     "published_by": {"type": "string"},
                 },
             },
-            "ReleaseList": {
-                "type": "object",
-                "properties": {
-                    "releases": {"type": "array", "items": _ref("Release")},
-                    "total": {"type": "integer"},
-                    "limit": {"type": "integer"},
-                    "offset": {"type": "integer"},
-                },
-            },
+            "ReleaseList": _page("releases", _ref("Release")),
         },
     },
     "paths": {
