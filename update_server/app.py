@@ -59,7 +59,13 @@ def _register_error_handlers(app: Flask) -> None:
                 "message": e.description,
             }
         }
-        return jsonify(body), code
+        response = jsonify(body)
+        # Keep what the exception says beyond its body, e.g. the Allow header a
+        # 405 must carry (RFC 9110, 15.5.6).
+        for name, value in e.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, code
 
 
 _FEATURES: list[Any] = [devices, tuf, releases, refresher, openapi]

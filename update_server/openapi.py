@@ -63,7 +63,11 @@ def _paging(*extra: dict[str, Any]) -> list[dict[str, Any]]:
             "in": "query",
             "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
         },
-        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+        {
+            "name": "offset",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+        },
     ]
 
 

@@ -139,7 +139,7 @@ def list_releases() -> Response:
     if unknown:
         raise BadRequestError(f"unknown query parameter(s): {', '.join(unknown)}")
     limit = _int_arg("limit", 100, 1, _MAX_LIMIT)
-    offset = _int_arg("offset", 0, 0, 2**31)
+    offset = _int_arg("offset", 0, 0, 2**31 - 1)
     query = select(Release)
     count = select(func.count()).select_from(Release)
     product = request.args.get("product")

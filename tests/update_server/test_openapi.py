@@ -35,3 +35,10 @@ def test_openapi_document_is_valid_and_complete(app: Flask, client: FlaskClient)
     # /tuf/targets/<path:target> is documented as {path}.
     served = {(p.replace("{target}", "{path}"), m) for p, m in _app_routes(app)}
     assert served == documented
+
+
+def test_wrong_method_answers_json_405_with_allow_header(client: FlaskClient) -> None:
+    r = client.open("/api/v1/devices", method="TRACE")
+    assert r.status_code == 405
+    assert r.get_json()["error"]["code"] == "method_not_allowed"
+    assert {"GET", "POST"} <= {m.strip() for m in r.headers["Allow"].split(",")}
