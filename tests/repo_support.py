@@ -80,3 +80,11 @@ class CliResult:
     code: int
     out: str
     err: str
+
+
+def publish_args(env: RepoEnv, bundle: Path) -> list[str | Path]:
+    """The `release publish` command line into ``env``'s local repository."""
+    return [
+        "release", "publish", bundle, "--repo", env.path,
+        "--snapshot-key", env.key("snapshot"), "--timestamp-key", env.key("timestamp"),
+    ]  # fmt: skip

@@ -77,6 +77,14 @@ _DEVICE_PATH = {
     "required": True,
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
 }
+#: What GET on a static /tuf file answers (ETag, If-None-Match, single Range).
+_STATIC_FILE_RESPONSES: dict[str, Any] = {
+    "200": {"description": "The file."},
+    "206": {"description": "A byte range of the file."},
+    "304": {"description": "Not modified."},
+    "404": {"$ref": "#/components/responses/E404"},
+    "416": {"description": "Range not satisfiable."},
+}
 _TOKEN: list[dict[str, list[str]]] = [{"token": []}]
 _DEVICE: list[dict[str, list[str]]] = [{"deviceSignature": []}]
 
@@ -438,13 +446,7 @@ SPEC: dict[str, Any] = {
                 "parameters": [
                     {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
                 ],
-                "responses": {
-                    "200": {"description": "The file."},
-                    "206": {"description": "A byte range of the file."},
-                    "304": {"description": "Not modified."},
-                    "404": {"$ref": "#/components/responses/E404"},
-                    "416": {"description": "Range not satisfiable."},
-                },
+                "responses": _STATIC_FILE_RESPONSES,
             }
         },
         "/tuf/targets/{path}": {
@@ -454,13 +456,7 @@ SPEC: dict[str, Any] = {
                 "parameters": [
                     {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
                 ],
-                "responses": {
-                    "200": {"description": "The file."},
-                    "206": {"description": "A byte range of the file."},
-                    "304": {"description": "Not modified."},
-                    "404": {"$ref": "#/components/responses/E404"},
-                    "416": {"description": "Range not satisfiable."},
-                },
+                "responses": _STATIC_FILE_RESPONSES,
             }
         },
     },

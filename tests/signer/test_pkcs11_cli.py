@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from repo_support import CliResult, RepoEnv
+from repo_support import CliResult, RepoEnv, publish_args
 from softhsm import SoftHsmToken, softhsm_token
 
 
@@ -70,17 +70,7 @@ def test_release_engineer_signs_with_hsm_key_through_the_cli(
     assert r.code == 0, r.err
     assert run_cli("release", "sign", bundle, "--key", uri).code == 0
     assert run_cli("release", "sign", bundle, "--key", env.key("qa1")).code == 0
-    r = run_cli(
-        "release",
-        "publish",
-        bundle,
-        "--repo",
-        env.path,
-        "--snapshot-key",
-        env.key("snapshot"),
-        "--timestamp-key",
-        env.key("timestamp"),
-    )
+    r = run_cli(*publish_args(env, bundle))
     assert r.code == 0, r.err
     assert "signed by 2 of 2" in r.out
 

@@ -6,21 +6,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from repo_support import CliResult, RepoEnv
+from repo_support import CliResult, RepoEnv, publish_args
 
 
 def _publish(run_cli: Callable[..., CliResult], env: RepoEnv, bundle: Path) -> CliResult:
-    return run_cli(
-        "release",
-        "publish",
-        bundle,
-        "--repo",
-        env.path,
-        "--snapshot-key",
-        env.key("snapshot"),
-        "--timestamp-key",
-        env.key("timestamp"),
-    )
+    return run_cli(*publish_args(env, bundle))
 
 
 def test_one_signature_is_refused_two_publish_and_an_outsider_never_counts(
