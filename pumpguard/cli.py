@@ -24,7 +24,8 @@ _COMPONENTS: dict[str, tuple[str, str]] = {
     "keys": ("signer.cli:keys", "Generate and inspect signing keys."),
     "repo": ("signer.cli:repo", "Create and maintain the TUF repository."),
     "release": ("signer.cli:release", "Create, sign, verify and publish releases."),
-    "sbom": ("sbom.cli:sbom", "Generate and check CycloneDX SBOMs."),
+    "sbom": ("sbom.cli:sbom", "Generate, check, audit and diff CycloneDX SBOMs."),
+    "agent": ("device_agent.cli:agent", "Run the pump agent or a simulated pump."),
     "server": ("update_server.cli:server", "Create, run and administer the update server."),
     "device": ("update_server.device_cli:device", "Enroll pumps with the update server."),
 }

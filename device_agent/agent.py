@@ -1,0 +1,755 @@
+"""The agent: one step at a time through the transition table of :mod:`state`.
+
+:meth:`Agent.step` loads the persisted record, runs the action of the state it
+finds and persists the next state before that state is acted on. Every action
+is idempotent, so after a crash or power loss anywhere the agent simply runs
+the recorded state's action again (DESIGN.md, Device agent):
+
+* ``downloading`` resumes from the last fsynced checkpoint;
+* ``installing`` re-verifies the slot and re-writes the same boot environment;
+* ``verifying-boot`` asks the boot environment and the booted slot what has
+  happened and carries on from there (reboot still pending, bootloader fell
+  back, self-test due, commit half-done);
+* ``rolling-back`` cancels the trial and reboots until the committed slot runs.
+
+The agent never writes into the slot the bootloader would boot: downloads go
+only into the slot that is neither committed nor under trial, and a slot is
+made bootable (``start_trial``) only after its bytes were checked against the
+signed TUF target (threats AGT-UNSIGNED, AGT-TAMPER).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+# Bandit B404: the self-test and reboot commands come from the pump's own config.
+import subprocess  # nosec B404
+import threading
+import time as _time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from tuf.api.metadata import TargetFile
+
+from device_agent.bootctl import BootControl, BootEnv, make_boot_control
+from device_agent.config import AgentConfig
+from device_agent.download import download_to_slot, verify_slot
+from device_agent.errors import (
+    AgentError,
+    PumpStatusError,
+    TransferError,
+    UpdateRefusedError,
+)
+from device_agent.fetcher import AgentFetcher
+from device_agent.policy import check_offered_release
+from device_agent.reporting import (
+    CheckinAnswer,
+    Outbox,
+    ServerClient,
+    backoff_delay,
+    load_device_key,
+)
+from device_agent.state import (
+    AgentState,
+    CounterStore,
+    Outcome,
+    PendingUpdate,
+    SlotImage,
+    SlotRecords,
+    StateRecord,
+    StateStore,
+)
+from device_agent.status import (
+    PumpStatus,
+    SafetyDecision,
+    StatusProvider,
+    assess_safety,
+    download_rate,
+    make_status_provider,
+)
+from device_agent.tuf_client import TufClient
+from pumpguard import __version__
+
+__all__ = ["Agent", "RebootRequested", "StepResult", "booted_slot"]
+
+logger = logging.getLogger(__name__)
+
+S = AgentState
+_MAX_TRANSFER_FAILURES = 5
+_WAIT_POLL = 5.0
+
+
+class RebootRequested(BaseException):
+    """Raised when the agent asks for a reboot and the config says ``exit``.
+
+    The simulator catches it, runs the simulated bootloader and starts the
+    agent again; on a pump the configured reboot command is run instead.
+    A BaseException so that no ``except Exception`` on the way swallows it.
+    """
+
+
+class StepResult(Enum):
+    """What the caller of :meth:`Agent.step` should do next."""
+
+    CONTINUE = "continue"  # step again now
+    WAIT = "wait"  # deferred or retrying: step again after a short wait
+    IDLE = "idle"  # nothing to do until the next poll
+
+
+def booted_slot(config: AgentConfig) -> str:
+    """Which slot the running system was booted from.
+
+    The simulator's bootloader writes it to a file; a real bootloader passes
+    ``pumpguard.slot=<name>`` on the kernel command line.
+
+    Raises:
+        AgentError: It cannot be determined or names no configured slot.
+    """
+    boot = config.boot
+    try:
+        if boot.booted_slot == "file" and boot.booted_slot_file is not None:
+            name = boot.booted_slot_file.read_text(encoding="ascii").strip()
+        else:
+            words = Path("/proc/cmdline").read_text(encoding="ascii").split()
+            found = [w.split("=", 1)[1] for w in words if w.startswith("pumpguard.slot=")]
+            name = found[-1] if found else ""
+    except (OSError, UnicodeDecodeError) as e:
+        raise AgentError(f"cannot tell which slot was booted: {e}") from e
+    if name not in config.slots:
+        raise AgentError(f"the booted slot {name!r} is not a configured slot")
+    return name
+
+
+def _target_file(update: PendingUpdate) -> TargetFile:
+    # Rebuilt from the persisted record, which holds what the verified TUF
+    # target said when the update was accepted.
+    return TargetFile(update.length, dict(update.hashes), update.path)
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _Runtime:
+    """What the agent keeps in memory between steps (never needed after a crash)."""
+
+    failures: int = 0
+    poll_interval: float = 0.0
+    last_checkin: float = 0.0
+    transfer_failures: int = 0
+
+
+class Agent:
+    """The pump agent.
+
+    Args:
+        config: The loaded configuration.
+        boot_control: Override the configured boot-control backend (tests).
+        status: Override the configured pump-status provider (tests).
+        progress: Called with (bytes done, total) while downloading.
+        clock: Local wall-clock time source, for the maintenance window.
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        boot_control: BootControl | None = None,
+        status: StatusProvider | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.config = config
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        config.metadata_dir.mkdir(parents=True, exist_ok=True)
+        self.store = StateStore(config.state_dir)
+        self.counter = CounterStore(config.state_dir)
+        self.slot_records = SlotRecords(config.state_dir)
+        self.outbox = Outbox(config.state_dir)
+        self.boot = boot_control or make_boot_control(
+            config.boot.backend, env=config.boot.env, slots=tuple(config.slots)
+        )
+        self.status = status or make_status_provider(config.safety)
+        self.progress = progress
+        self._clock = clock or (lambda: datetime.now().astimezone())
+        # Bandit B311: poll jitter only; nothing secret depends on it.
+        self._rng = random.Random()  # noqa: S311  # nosec B311
+        self._runtime = _Runtime(poll_interval=config.server.poll_interval)
+        server = config.server
+        self._http = urllib3.PoolManager(
+            num_pools=4,
+            maxsize=2,
+            ca_certs=str(server.ca_file) if server.ca_file else None,
+            cert_file=str(server.client_cert) if server.client_cert else None,
+            key_file=str(server.client_key) if server.client_key else None,
+        )
+        self.fetcher = AgentFetcher(
+            version=__version__,
+            connect_timeout=server.timeout,
+            read_timeout=server.timeout,
+            deadline=server.metadata_deadline,
+            min_rate=server.min_firmware_rate,
+            ca_file=server.ca_file,
+            client_cert=server.client_cert,
+            client_key=server.client_key,
+        )
+        self.client = ServerClient(
+            server.url, config.device_id, load_device_key(config.key), self._http, server.timeout
+        )
+
+    # ------------------------------------------------------------ plumbing
+
+    def _tuf(self) -> TufClient:
+        try:
+            root = self.config.root.read_bytes()
+        except OSError as e:
+            raise AgentError(f"cannot read the trusted root {self.config.root}: {e}") from e
+        return TufClient(
+            self.config.metadata_dir,
+            self.config.server.metadata_url,
+            self.config.server.targets_url,
+            root,
+            self.fetcher,
+        )
+
+    def _read_status(self) -> tuple[PumpStatus | None, str | None]:
+        try:
+            return self.status.read(), None
+        except PumpStatusError as e:
+            return None, str(e)
+
+    def safety(self) -> SafetyDecision:
+        """Whether installing, rebooting or committing may happen now."""
+        status, error = self._read_status()
+        return assess_safety(
+            status,
+            self.config.safety,
+            datetime.now(UTC),
+            self._clock().time(),
+            error=error,
+        )
+
+    def _begin(self, record: StateRecord) -> StateRecord:
+        """Count a started attempt of the current state, durably, before acting."""
+        started = replace(record, repeats=record.repeats + 1)
+        self.store.save(started)
+        return started
+
+    def _looping(self, record: StateRecord) -> bool:
+        return record.repeats > self.config.max_state_repeats
+
+    def _reboot(self) -> None:
+        command = self.config.boot.reboot_command
+        logger.warning("rebooting")
+        if command is None:
+            raise RebootRequested()
+        try:
+            # Bandit B603: a fixed argv from the pump's own config, no shell.
+            subprocess.run(command, check=True, timeout=60)  # nosec B603
+        except (OSError, subprocess.SubprocessError) as e:
+            raise AgentError(f"reboot command {command[0]} failed: {e}") from e
+        # The system is going down; give it time rather than acting further.
+        _time.sleep(120)
+        raise AgentError("the reboot command returned but the pump did not reboot")
+
+    def _defer(self, record: StateRecord, decision: SafetyDecision) -> StepResult:
+        if record.deferred != decision.reason:
+            logger.info("deferred in %s: %s", record.state, decision.detail)
+            self.outbox.append(
+                "deferred",
+                {"state": str(record.state), "reason": decision.reason, "detail": decision.detail},
+            )
+            self.store.transition(record, record.state, deferred=decision.reason)
+        self._maybe_checkin(record)
+        return StepResult.WAIT
+
+    def _maybe_checkin(self, record: StateRecord) -> None:
+        # While waiting (maybe for hours, during an infusion) keep the fleet
+        # view current; the assignment in the answer is not acted on here.
+        if _time.monotonic() - self._runtime.last_checkin < self._runtime.poll_interval:
+            return
+        try:
+            self._checkin(record)
+            self.outbox.flush(self.client)
+        except TransferError as e:
+            logger.info("check-in while waiting failed: %s", e)
+
+    def _report_transfer_error(self, error: TransferError, path: str) -> None:
+        # Slow retrieval and HTTP errors say something about the server or
+        # the network (threat AGT-SLOW); operators see them as error events.
+        self.outbox.append("error", {"reason": error.reason, "error": str(error), "path": path})
+
+    def _fail(self, record: StateRecord, error: AgentError, next_state: AgentState) -> StepResult:
+        reason = error.reason if isinstance(error, UpdateRefusedError) else "error"
+        update = record.update
+        logger.error("update refused or failed (%s): %s", reason, error)
+        outcome = Outcome(
+            result="rolled-back" if next_state is S.ROLLING_BACK else "failed",
+            reason=reason,
+            error=str(error),
+            version=update.version if update else None,
+            release_counter=update.release_counter if update else None,
+            at=_iso_now(),
+        )
+        self.store.transition(record, next_state, outcome=outcome, deferred=None)
+        return StepResult.CONTINUE
+
+    # ------------------------------------------------------------ reports
+
+    def _slot_states(self, env: BootEnv, booted: str | None) -> dict[str, Any]:
+        records = self.slot_records.read()
+        out: dict[str, Any] = {}
+        for name in self.config.slots:
+            image = records.get(name)
+            if name == env.trial:
+                state = "trial"
+            elif name == env.committed:
+                state = "active"
+            elif image is not None:
+                state = "inactive"
+            else:
+                state = "empty"
+            entry: dict[str, Any] = {"state": state}
+            if image is not None:
+                entry.update(
+                    version=image.version,
+                    release_counter=image.release_counter,
+                    sha256=image.sha256,
+                )
+            out[name] = entry
+        return out
+
+    def report(self, record: StateRecord | None = None) -> dict[str, Any]:
+        """The check-in body: what the pump runs and how its last update went."""
+        record = record or self.store.load()
+        env = self.boot.read()
+        try:
+            booted: str | None = booted_slot(self.config)
+        except AgentError:
+            booted = None
+        records = self.slot_records.read()
+        running = records.get(booted or env.committed) or records.get(env.committed)
+        status, _ = self._read_status()
+        report: dict[str, Any] = {
+            "product": self.config.product,
+            "hardware_id": self.config.hardware_id,
+            "version": running.version if running else "0.0.0",
+            "release_counter": self.counter.read(),
+            "slots": self._slot_states(env, booted),
+            "therapy": {"state": status.therapy if status else "programmed"},
+            "agent_state": str(record.state),
+        }
+        outcome = record.outcome
+        if outcome and outcome.version and outcome.release_counter is not None:
+            last: dict[str, Any] = {
+                "version": outcome.version,
+                "release_counter": outcome.release_counter,
+                "result": outcome.result,
+                "at": outcome.at,
+            }
+            if outcome.error:
+                last["error"] = f"{outcome.reason}: {outcome.error}"[:500]
+            report["last_update"] = last
+        elif record.update is not None:
+            report["last_update"] = {
+                "version": record.update.version,
+                "release_counter": record.update.release_counter,
+                "result": "in-progress",
+                "at": _iso_now(),
+            }
+        return report
+
+    def _checkin(self, record: StateRecord) -> CheckinAnswer:
+        answer = self.client.checkin(self.report(record))
+        self._runtime.last_checkin = _time.monotonic()
+        self._runtime.poll_interval = answer.poll_interval
+        return answer
+
+    # ------------------------------------------------------------ actions
+
+    def step(self) -> StepResult:
+        """Run the action of the persisted state once."""
+        record = self.store.load()
+        actions: dict[AgentState, Callable[[StateRecord], StepResult]] = {
+            S.IDLE: self._do_idle,
+            S.CHECKING: self._do_checking,
+            S.DOWNLOADING: self._do_downloading,
+            S.VERIFIED: self._do_verified,
+            S.WAITING: self._do_waiting,
+            S.INSTALLING: self._do_installing,
+            S.REBOOTING: self._do_rebooting,
+            S.VERIFYING_BOOT: self._do_verifying_boot,
+            S.COMMITTED: self._do_committed,
+            S.ROLLING_BACK: self._do_rolling_back,
+            S.REPORTING: self._do_reporting,
+        }
+        return actions[record.state](record)
+
+    def _do_idle(self, record: StateRecord) -> StepResult:
+        self.store.transition(record, S.CHECKING)
+        return StepResult.CONTINUE
+
+    def _do_checking(self, record: StateRecord) -> StepResult:
+        try:
+            self.outbox.flush(self.client)
+            answer = self._checkin(record)
+        except TransferError as e:
+            self._runtime.failures += 1
+            logger.warning("check-in failed (%d in a row): %s", self._runtime.failures, e)
+            self.store.transition(record, S.IDLE)
+            return StepResult.IDLE
+        self._runtime.failures = 0
+        assigned = answer.assigned
+        env = self.boot.read()
+        running = self.slot_records.read().get(env.committed)
+        if assigned is None or (running is not None and running.path == assigned.path):
+            self.store.transition(record, S.IDLE)
+            return StepResult.IDLE
+        if assigned.path in record.failed_targets:
+            logger.info("not retrying %s: it failed on this pump before", assigned.path)
+            self.store.transition(record, S.IDLE)
+            return StepResult.IDLE
+        pending = PendingUpdate(
+            path=assigned.path,
+            version=assigned.version,
+            release_counter=assigned.release_counter,
+            length=0,
+            hashes={},
+            url="",
+            slot="",
+        )
+        record = replace(record, update=pending)
+        self.outbox.append("check", {"path": assigned.path, "version": assigned.version})
+        try:
+            tuf = self._tuf()
+            tuf.refresh()
+            target = tuf.find_firmware(assigned.path, self.config.product)
+            check_offered_release(
+                target.release,
+                product=self.config.product,
+                hardware_id=self.config.hardware_id,
+                anti_rollback_counter=self.counter.read(),
+            )
+        except UpdateRefusedError as e:
+            return self._fail(record, e, S.REPORTING)
+        except TransferError as e:
+            self._runtime.failures += 1
+            logger.warning("cannot fetch update metadata: %s", e)
+            self._report_transfer_error(e, assigned.path)
+            self.store.transition(record, S.IDLE, update=None)
+            return StepResult.IDLE
+        # The inactive slot: neither committed nor (defensively) under trial.
+        if env.trial is not None:
+            self.boot.cancel_trial()
+        slot = next(name for name in self.config.slots if name != env.committed)
+        info = target.target_file
+        pending = replace(
+            pending,
+            version=target.release.version,
+            release_counter=target.release.release_counter,
+            length=info.length,
+            hashes=dict(info.hashes),
+            url=target.url,
+            slot=slot,
+        )
+        self.store.transition(record, S.DOWNLOADING, update=pending, outcome=None)
+        return StepResult.CONTINUE
+
+    def _rate_limit(self) -> Callable[[], float | None]:
+        cache: dict[str, Any] = {"at": -1.0, "rate": None}
+
+        def rate() -> float | None:
+            now = _time.monotonic()
+            if now - cache["at"] > 1.0:
+                status, _ = self._read_status()
+                cache["rate"] = download_rate(status, self.config.safety)
+                cache["at"] = now
+            value: float | None = cache["rate"]
+            return value
+
+        return rate
+
+    def _do_downloading(self, record: StateRecord) -> StepResult:
+        update = record.update
+        if update is None:
+            raise AgentError("agent state 'downloading' without an update")
+        record = self._begin(record)
+        if self._looping(record):
+            return self._fail(
+                record,
+                UpdateRefusedError("downloading keeps failing; giving up", "loop"),
+                S.REPORTING,
+            )
+        self.slot_records.set(update.slot, None)
+        if update.downloaded == 0:
+            self.outbox.append("download-start", {"path": update.path, "slot": update.slot})
+        holder = {"record": record}
+
+        def checkpoint(done: int) -> None:
+            current = holder["record"]
+            if current.update is None:
+                return
+            holder["record"] = replace(current, update=replace(current.update, downloaded=done))
+            self.store.save(holder["record"])
+
+        try:
+            download_to_slot(
+                self.fetcher,
+                (update.url, _target_file(update)),
+                self.config.slots[update.slot],
+                resume_from=update.downloaded,
+                on_checkpoint=checkpoint,
+                rate_limit=self._rate_limit(),
+                progress=self.progress,
+            )
+        except UpdateRefusedError as e:
+            return self._fail(holder["record"], e, S.REPORTING)
+        except TransferError as e:
+            self._runtime.transfer_failures += 1
+            if self._runtime.transfer_failures >= _MAX_TRANSFER_FAILURES:
+                self._runtime.transfer_failures = 0
+                return self._fail(holder["record"], e, S.REPORTING)
+            logger.warning("download interrupted, will resume: %s", e)
+            self._report_transfer_error(e, update.path)
+            # The mirror failing says nothing about the update server: tell it.
+            self._maybe_checkin(holder["record"])
+            self.store.transition(holder["record"], S.DOWNLOADING)
+            return StepResult.WAIT
+        self._runtime.transfer_failures = 0
+        record = holder["record"]
+        self.slot_records.set(
+            update.slot,
+            SlotImage(
+                version=update.version,
+                release_counter=update.release_counter,
+                length=update.length,
+                sha256=update.hashes.get("sha256", ""),
+                path=update.path,
+            ),
+        )
+        self.outbox.append("download-done", {"path": update.path, "slot": update.slot})
+        self.store.transition(record, S.VERIFIED, update=replace(update, downloaded=update.length))
+        return StepResult.CONTINUE
+
+    def _do_verified(self, record: StateRecord) -> StepResult:
+        update = record.update
+        self.outbox.append("verified", {"path": update.path if update else None})
+        self.store.transition(record, S.WAITING)
+        return StepResult.CONTINUE
+
+    def _do_waiting(self, record: StateRecord) -> StepResult:
+        decision = self.safety()
+        if not decision.safe:
+            return self._defer(record, decision)
+        self.store.transition(record, S.INSTALLING, deferred=None)
+        return StepResult.CONTINUE
+
+    def _do_installing(self, record: StateRecord) -> StepResult:
+        update = record.update
+        if update is None:
+            raise AgentError("agent state 'installing' without an update")
+        record = self._begin(record)
+        if self._looping(record):
+            return self._fail(
+                record, UpdateRefusedError("installing keeps failing", "loop"), S.ROLLING_BACK
+            )
+        slot_path = self.config.slots[update.slot]
+        try:
+            # The slot was verified when downloaded; check again right before
+            # it becomes bootable, in case storage changed since (AGT-TAMPER).
+            verify_slot(slot_path, _target_file(update))
+        except UpdateRefusedError as e:
+            self.slot_records.set(update.slot, None)
+            return self._fail(record, e, S.REPORTING)
+        self.outbox.append("install", {"slot": update.slot, "version": update.version})
+        self.boot.start_trial(update.slot, self.config.boot.attempts)
+        self.store.transition(record, S.REBOOTING)
+        return StepResult.CONTINUE
+
+    def _do_rebooting(self, record: StateRecord) -> StepResult:
+        decision = self.safety()
+        if not decision.safe:
+            return self._defer(record, decision)
+        self.outbox.append("reboot", {"slot": record.update.slot if record.update else None})
+        self.store.transition(record, S.VERIFYING_BOOT, deferred=None)
+        self._reboot()
+        return StepResult.CONTINUE
+
+    def _do_verifying_boot(self, record: StateRecord) -> StepResult:
+        update = record.update
+        if update is None:
+            raise AgentError("agent state 'verifying-boot' without an update")
+        env = self.boot.read()
+        booted = booted_slot(self.config)
+        if env.committed == update.slot:
+            # The boot environment was committed before a crash; finish.
+            return self._finish_commit(record, update)
+        if booted != update.slot:
+            if env.trial == update.slot and env.attempts_left > 0:
+                # Persisted before the reboot, which has not happened yet.
+                self._reboot()
+            return self._fail(
+                record,
+                UpdateRefusedError(
+                    f"slot {update.slot} never completed a boot; the bootloader fell back "
+                    f"to {env.committed}",
+                    "boot-attempts-exhausted",
+                ),
+                S.ROLLING_BACK,
+            )
+        record = self._begin(record)
+        if self._looping(record):
+            return self._fail(
+                record,
+                UpdateRefusedError(
+                    f"verifying the new firmware was interrupted {record.repeats - 1} times "
+                    "(crash loop)",
+                    "crash-loop",
+                ),
+                S.ROLLING_BACK,
+            )
+        if not update.selftest_passed:
+            try:
+                self._selftest(update)
+            except UpdateRefusedError as e:
+                self.outbox.append("self-test-fail", {"slot": update.slot, "error": str(e)})
+                return self._fail(record, e, S.ROLLING_BACK)
+            self.outbox.append("self-test-pass", {"slot": update.slot})
+            update = replace(update, selftest_passed=True)
+            record = self.store.transition(record, S.VERIFYING_BOOT, update=update)
+        decision = self.safety()
+        if not decision.safe:
+            return self._defer(record, decision)
+        self.boot.commit(update.slot)
+        return self._finish_commit(record, update)
+
+    def _finish_commit(self, record: StateRecord, update: PendingUpdate) -> StepResult:
+        self.counter.raise_to(update.release_counter)
+        outcome = Outcome(
+            "committed", None, None, update.version, update.release_counter, _iso_now()
+        )
+        self.store.transition(record, S.COMMITTED, outcome=outcome, deferred=None)
+        return StepResult.CONTINUE
+
+    def _selftest(self, update: PendingUpdate) -> None:
+        slot_path = self.config.slots[update.slot]
+        argv = [
+            a.replace("{slot}", update.slot)
+            .replace("{slot_path}", str(slot_path))
+            .replace("{version}", update.version)
+            for a in self.config.selftest_command
+        ]
+        logger.info("running self-test %s", argv[0])
+        try:
+            # Bandit B603: argv from the pump's own config, no shell.
+            done = subprocess.run(  # nosec B603
+                argv,
+                capture_output=True,
+                timeout=self.config.selftest_timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as e:
+            raise UpdateRefusedError(
+                f"self-test timed out after {self.config.selftest_timeout:g} s", "self-test-failed"
+            ) from e
+        except OSError as e:
+            raise UpdateRefusedError(f"self-test could not run: {e}", "self-test-failed") from e
+        if done.returncode != 0:
+            tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+            raise UpdateRefusedError(
+                f"self-test failed (exit {done.returncode}) {tail[0]}".strip(), "self-test-failed"
+            )
+
+    def _do_committed(self, record: StateRecord) -> StepResult:
+        self.store.transition(record, S.REPORTING)
+        return StepResult.CONTINUE
+
+    def _do_rolling_back(self, record: StateRecord) -> StepResult:
+        update = record.update
+        self.boot.cancel_trial()
+        env = self.boot.read()
+        if booted_slot(self.config) != env.committed:
+            self._reboot()
+        if update is not None:
+            # The image failed on this pump: do not try it again (a new
+            # release, or an operator, must fix it).
+            failed = tuple(dict.fromkeys((*record.failed_targets, update.path)))[-16:]
+            record = self.store.transition(record, S.ROLLING_BACK, failed_targets=failed)
+        self.store.transition(record, S.REPORTING)
+        return StepResult.CONTINUE
+
+    def _do_reporting(self, record: StateRecord) -> StepResult:
+        outcome = record.outcome
+        if outcome is not None:
+            kind = {"committed": "committed", "rolled-back": "rolled-back"}.get(
+                outcome.result, "error"
+            )
+            self.outbox.append(
+                kind,
+                {
+                    "version": outcome.version,
+                    "release_counter": outcome.release_counter,
+                    "reason": outcome.reason,
+                    "error": outcome.error,
+                },
+            )
+        record = self.store.transition(record, S.IDLE, update=None, deferred=None)
+        # Deliver the events and check in right away so the fleet view shows
+        # the result; the answer's assignment waits for the next poll, so a
+        # refused release is not retried in a tight loop.
+        try:
+            self.outbox.flush(self.client)
+            self._checkin(record)
+        except TransferError as e:
+            logger.info("report queued, server unreachable: %s", e)
+        return StepResult.IDLE
+
+    # ------------------------------------------------------------ loops
+
+    def run_cycle(
+        self, *, max_steps: int = 1000, sleep: Callable[[float], None] = _time.sleep
+    ) -> AgentState:
+        """Step until the agent is idle after a check-in (one poll cycle).
+
+        Waits (deferred, retrying) sleep a few seconds between steps.
+
+        Returns:
+            The state the agent rests in.
+        """
+        checked = False
+        for _ in range(max_steps):
+            state = self.store.load().state
+            if state is S.CHECKING:
+                checked = True
+            result = self.step()
+            if result is StepResult.IDLE and checked:
+                break
+            if result is StepResult.WAIT:
+                sleep(_WAIT_POLL)
+        return self.store.load().state
+
+    def next_poll_delay(self) -> float:
+        """Seconds until the next poll (server interval, backoff and jitter)."""
+        return backoff_delay(
+            self._runtime.poll_interval,
+            self._runtime.failures,
+            self.config.server.max_backoff,
+            self._rng,
+        )
+
+    def run_forever(self, stop: threading.Event | None = None) -> None:
+        """Poll, update, report, for as long as the pump runs."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            result = self.step()
+            if result is StepResult.IDLE:
+                stop.wait(self.next_poll_delay())
+            elif result is StepResult.WAIT:
+                stop.wait(_WAIT_POLL)

@@ -1,0 +1,254 @@
+"""Stream a firmware target into the inactive slot in one pass, resumably.
+
+The image is downloaded, hashed and written into the slot in a single pass
+with one bounded buffer (a network read of at most 1 MiB at a time), so
+neither memory nor temporary storage grows with the image: a pump has no room
+for a second copy. Nothing written here is trusted: the slot only becomes
+bootable after :func:`download_to_slot` (and, before the switch,
+:func:`verify_slot`) checked the length and every hash TUF signed (TUF spec
+5.7.3), which the caller records in its durable state.
+
+Resuming: hash state cannot be saved, so the agent persists only the number
+of bytes known durable (``on_checkpoint``). On resume the prefix is read back
+from the slot to rebuild the hashes, and the rest is fetched with HTTP Range.
+A prefix that was tampered with on the pump or differs from the server's
+image fails the final hash check like any other corruption.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from tuf.api import exceptions
+from tuf.api.metadata import TargetFile
+
+from device_agent._durable import crashpoint, fsync_file
+from device_agent._ratelimit import Pacer
+from device_agent.errors import SlotError, UpdateRefusedError
+from device_agent.tuf_client import VerifiedTarget, translate_download_error
+
+__all__ = [
+    "CHECKPOINT_BYTES",
+    "READ_CHUNK",
+    "StreamFetcher",
+    "download_to_slot",
+    "verify_slot",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Bytes between two fsyncs of the slot (and calls of ``on_checkpoint``): at
+#: most this much is downloaded again after a power loss.
+CHECKPOINT_BYTES = 16 * 1024 * 1024
+#: Size of the reads from the slot when hashing it back.
+READ_CHUNK = 1024 * 1024
+
+# TUF hash algorithm names that are not hashlib names (securesystemslib's).
+_ALGORITHMS = {"blake2b-256": lambda: hashlib.blake2b(digest_size=32)}
+
+
+class StreamFetcher(Protocol):
+    """What :func:`download_to_slot` needs of :class:`~device_agent.fetcher.AgentFetcher`."""
+
+    def stream(self, url: str, start: int, max_length: int) -> Iterator[bytes]:
+        """Yield the bytes of ``url`` from ``start``, at most ``max_length`` in all."""
+
+
+def download_to_slot(
+    fetcher: StreamFetcher,
+    target: VerifiedTarget | tuple[str, TargetFile],
+    slot_path: Path,
+    *,
+    resume_from: int = 0,
+    on_checkpoint: Callable[[int], None],
+    rate_limit: Callable[[], float | None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    checkpoint_bytes: int = CHECKPOINT_BYTES,
+) -> None:
+    """Download ``target`` into the slot at ``slot_path`` and verify it.
+
+    Args:
+        fetcher: Network access (``stream(url, start, max_length)``).
+        target: A verified target, or its URL and signed :class:`TargetFile`.
+        slot_path: The inactive slot: a regular file (created if absent, never
+            truncated before the download) or a block device.
+        resume_from: Bytes already durable in the slot from an interrupted
+            download of the same target (as last given to ``on_checkpoint``).
+        on_checkpoint: Called with ``n`` after the slot was fsynced with ``n``
+            bytes of the image durable: every ``checkpoint_bytes`` and, with
+            the full length, once the image is complete and verified.
+        rate_limit: Polled per chunk; the current limit in bytes/s or ``None``.
+        progress: Called with (bytes done, total) after each chunk.
+        checkpoint_bytes: Bytes between checkpoints.
+
+    Raises:
+        UpdateRefusedError: The image does not match the signed length
+            (``length``) or a hash (``hash-mismatch``), the server sent more
+            than signed (``length``), or a hash algorithm is unknown
+            (``hash-algorithm``). The slot's content is garbage.
+        TransferError: The transfer failed or was too slow; the slot
+            holds a valid prefix up to the last checkpoint.
+        SlotError: The slot could not be read or written.
+    """
+    if isinstance(target, VerifiedTarget):
+        url, target_file = target.url, target.target_file
+    else:
+        url, target_file = target
+    length = target_file.length
+    if not 0 <= resume_from <= length:
+        logger.warning("resume offset %d outside 0..%d: starting over", resume_from, length)
+        resume_from = 0
+    hashers = _hashers(target_file)
+    pacer = Pacer(rate_limit)
+    fd, regular = _open_slot(slot_path)
+    try:
+        if regular and resume_from > os.fstat(fd).st_size:
+            logger.warning("slot %s is shorter than the checkpoint: starting over", slot_path)
+            resume_from = 0
+        # Rebuild the hash state from the durable prefix (one read pass).
+        _hash_range(fd, resume_from, hashers, slot_path)
+        offset = last_checkpoint = resume_from
+        if progress is not None:
+            progress(offset, length)
+        try:
+            for chunk in fetcher.stream(url, offset, length):
+                # A power loss between here and the next checkpoint costs at
+                # most checkpoint_bytes of download, never a wrong boot: the
+                # slot is only bootable after a complete verification.
+                crashpoint("write slot")
+                _pwrite_all(fd, chunk, offset, slot_path)
+                for h in hashers.values():
+                    h.update(chunk)
+                offset += len(chunk)
+                if offset - last_checkpoint >= checkpoint_bytes and offset < length:
+                    fsync_file(fd, "slot")
+                    last_checkpoint = offset
+                    on_checkpoint(offset)
+                if progress is not None:
+                    progress(offset, length)
+                pacer.account(len(chunk))
+        except exceptions.DownloadError as e:
+            raise translate_download_error(e, target_file.path) from e
+        # TUF spec 5.7.3: the length and every hash must match the target.
+        if offset != length:
+            raise UpdateRefusedError(
+                f"{target_file.path}: the server sent {offset} of the {length} signed bytes",
+                reason="length",
+            )
+        _check_hashes(hashers, target_file)
+        try:
+            if regular:
+                # Drop leftovers of a longer image that was in the slot.
+                crashpoint("truncate slot")
+                os.ftruncate(fd, length)
+            fsync_file(fd, "slot")
+        except OSError as e:
+            raise SlotError(f"cannot write slot {slot_path}: {e.strerror}") from e
+    finally:
+        os.close(fd)
+    on_checkpoint(length)
+
+
+def verify_slot(slot_path: Path, target_file: TargetFile) -> None:
+    """Check that the slot holds ``target_file``: its length and every hash.
+
+    Only the first ``length`` bytes are read (a block device is larger).
+
+    Raises:
+        UpdateRefusedError: The slot is shorter than the target
+            (``length``), a hash differs (``hash-mismatch``) or an algorithm
+            is unknown (``hash-algorithm``).
+        SlotError: The slot could not be read.
+    """
+    hashers = _hashers(target_file)
+    try:
+        fd = os.open(slot_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise SlotError(f"cannot open slot {slot_path}: {e.strerror}") from e
+    try:
+        _hash_range(fd, target_file.length, hashers, slot_path)
+    finally:
+        os.close(fd)
+    _check_hashes(hashers, target_file)
+
+
+# ---------------------------------------------------------------- internals
+def _hashers(target_file: TargetFile) -> dict[str, Any]:
+    hashers: dict[str, Any] = {}
+    if not target_file.hashes:
+        raise UpdateRefusedError(f"{target_file.path} has no hashes", reason="hash-algorithm")
+    for algorithm in target_file.hashes:
+        factory = _ALGORITHMS.get(algorithm)
+        try:
+            hashers[algorithm] = factory() if factory else hashlib.new(algorithm)
+        except ValueError as e:
+            # An algorithm we cannot compute is never silently skipped.
+            raise UpdateRefusedError(
+                f"{target_file.path}: unsupported hash algorithm {algorithm!r}",
+                reason="hash-algorithm",
+            ) from e
+    return hashers
+
+
+def _check_hashes(hashers: dict[str, Any], target_file: TargetFile) -> None:
+    for algorithm, h in hashers.items():
+        if not hmac.compare_digest(h.hexdigest(), target_file.hashes[algorithm].lower()):
+            raise UpdateRefusedError(
+                f"{target_file.path}: {algorithm} of the image does not match the signed "
+                "target (substituted or corrupted firmware)",
+                reason="hash-mismatch",
+            )
+
+
+def _open_slot(slot_path: Path) -> tuple[int, bool]:
+    """Open the slot for reading back and writing; ``(fd, is_regular_file)``."""
+    # Never O_TRUNC: the durable prefix of an interrupted download is reused,
+    # and a block device cannot be truncated anyway.
+    flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+    try:
+        try:
+            mode = slot_path.stat().st_mode
+        except FileNotFoundError:
+            mode = stat.S_IFREG
+            flags |= os.O_CREAT
+        if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+            raise SlotError(f"slot {slot_path} is neither a regular file nor a block device")
+        fd = os.open(slot_path, flags, 0o600)
+    except OSError as e:
+        raise SlotError(f"cannot open slot {slot_path}: {e.strerror}") from e
+    return fd, stat.S_ISREG(mode)
+
+
+def _hash_range(fd: int, length: int, hashers: dict[str, Any], slot_path: Path) -> None:
+    offset = 0
+    try:
+        while offset < length:
+            data = os.pread(fd, min(READ_CHUNK, length - offset), offset)
+            if not data:
+                raise UpdateRefusedError(
+                    f"slot {slot_path} ends at {offset} bytes, {length} expected",
+                    reason="length",
+                )
+            for h in hashers.values():
+                h.update(data)
+            offset += len(data)
+    except OSError as e:
+        raise SlotError(f"cannot read slot {slot_path}: {e.strerror}") from e
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int, slot_path: Path) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            written = os.pwrite(fd, view, offset)
+            view = view[written:]
+            offset += written
+    except OSError as e:
+        raise SlotError(f"cannot write slot {slot_path}: {e.strerror}") from e

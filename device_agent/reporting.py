@@ -1,0 +1,266 @@
+"""Talking to the update server: signed check-ins and a durable event outbox.
+
+Every request is signed with the pump's enrolled Ed25519 key (the contract in
+:mod:`pumpguard.device_auth`, threat SRV-DEVICE-SPOOF). Events are first written
+to the outbox on the pump's own storage and only removed once the server has
+stored them, so an update's outcome is reported even if the server was down or
+the pump lost power right after it happened. Polling backs off exponentially
+with full jitter when the server is unreachable, so a fleet coming back from an
+outage does not hammer it in lockstep.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import urllib3
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from device_agent import _durable
+from device_agent.errors import AgentConfigError, TransferError
+from pumpguard.device_auth import sign_request
+from pumpguard.http import error_message
+
+__all__ = [
+    "Assignment",
+    "CheckinAnswer",
+    "Outbox",
+    "ServerClient",
+    "backoff_delay",
+    "load_device_key",
+]
+
+logger = logging.getLogger(__name__)
+
+_EVENT_RE = re.compile(r"^(\d{12})\.json$")
+_MAX_EVENTS_PER_POST = 100  # the server's MAX_EVENTS
+_MAX_OUTBOX = 1000
+_MAX_ANSWER = 64 * 1024
+_MAX_DETAIL_TEXT = 400
+
+
+def load_device_key(path: Path) -> Ed25519PrivateKey:
+    """The pump's Ed25519 private key (PKCS#8 PEM from ``pumpguard device keygen``).
+
+    Raises:
+        AgentConfigError: Unreadable, or not an unencrypted Ed25519 key.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise AgentConfigError(f"cannot read device key {path}: {e.strerror}") from e
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as e:
+        raise AgentConfigError(f"device key {path} is not an unencrypted PEM key") from e
+    if not isinstance(key, Ed25519PrivateKey):
+        raise AgentConfigError(f"device key {path} is not an Ed25519 key")
+    return key
+
+
+def backoff_delay(interval: float, failures: int, cap: float, rng: random.Random) -> float:
+    """Seconds until the next poll after ``failures`` consecutive failures.
+
+    No failure: the server's poll interval with +-10 % jitter (spreads a fleet
+    that booted together). After failures: "full jitter" exponential backoff,
+    uniform in [0, min(cap, interval * 2**failures)].
+    """
+    if failures <= 0:
+        return interval * rng.uniform(0.9, 1.1)
+    ceiling = min(cap, interval * 2 ** min(failures, 32))
+    return rng.uniform(min(interval, ceiling) / 10, ceiling)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Outbox:
+    """Events waiting for the server, one small file each, in order."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir / "outbox"
+
+    def _names(self) -> list[str]:
+        try:
+            names = [p.name for p in self.dir.iterdir() if _EVENT_RE.match(p.name)]
+        except FileNotFoundError:
+            return []
+        return sorted(names)
+
+    def append(self, kind: str, detail: Mapping[str, Any] | None = None) -> None:
+        """Queue one event durably (``kind`` from the server's EVENT_KINDS)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        names = self._names()
+        # A pump offline for months must not fill its storage: the oldest
+        # events go first (the newest say how things ended).
+        for stale in names[: max(0, len(names) - _MAX_OUTBOX + 1)]:
+            logger.warning("outbox full: dropping event %s", stale)
+            _durable.remove(self.dir / stale, "outbox drop")
+        seq = int(names[-1][:12]) + 1 if names else 1
+        event = {"kind": kind, "at": _now(), "detail": _clip(dict(detail or {}))}
+        _durable.atomic_write(
+            self.dir / f"{seq:012d}.json", json.dumps(event, sort_keys=True).encode(), "outbox"
+        )
+        logger.info("queued event %s %s", kind, event["detail"])
+
+    def pending(self) -> list[tuple[str, dict[str, Any]]]:
+        """Queued events, oldest first, as (file name, event)."""
+        out = []
+        for name in self._names():
+            try:
+                event = json.loads((self.dir / name).read_bytes())
+            except (OSError, ValueError):
+                # A torn file cannot happen with atomic writes; if storage
+                # corrupted one anyway, it must not block every later event.
+                logger.warning("outbox: dropping unreadable event %s", name)
+                _durable.remove(self.dir / name, "outbox drop")
+                continue
+            out.append((name, event))
+        return out
+
+    def acknowledge(self, names: list[str]) -> None:
+        """Remove events the server has stored."""
+        for name in names:
+            _durable.remove(self.dir / name, "outbox ack")
+
+    def flush(self, client: ServerClient) -> int:
+        """Deliver everything queued; returns how many were delivered.
+
+        Raises:
+            TransferError: The server could not be reached; events stay queued.
+        """
+        delivered = 0
+        while batch := self.pending()[:_MAX_EVENTS_PER_POST]:
+            try:
+                client.post_events([event for _, event in batch])
+            except _RejectedError as e:
+                # The server refused the batch as malformed: retrying cannot
+                # help, and keeping it would block every later event.
+                logger.error("server refused queued events, dropping them: %s", e)
+            self.acknowledge([name for name, _ in batch])
+            delivered += len(batch)
+        return delivered
+
+
+def _clip(detail: dict[str, Any]) -> dict[str, Any]:
+    # The server caps an event's detail at 2 KiB; long error texts are cut
+    # here rather than having the whole batch refused.
+    return {k: (v[:_MAX_DETAIL_TEXT] if isinstance(v, str) else v) for k, v in detail.items()}
+
+
+class _RejectedError(TransferError):
+    """The server answered 4xx: the request itself is wrong, do not retry it."""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The release the server assigns this pump (not trusted: TUF decides)."""
+
+    product: str
+    version: str
+    release_counter: int
+    path: str
+
+
+@dataclass(frozen=True)
+class CheckinAnswer:
+    """The server's answer to a check-in."""
+
+    assigned: Assignment | None
+    poll_interval: float
+
+
+class ServerClient:
+    """Signed requests to ``/api/v1/devices/<id>/...``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        device_id: str,
+        key: Ed25519PrivateKey,
+        http: urllib3.PoolManager,
+        timeout: float,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.device_id = device_id
+        self._key = key
+        self._http = http
+        self._timeout = timeout
+        self._prefix = urlsplit(self.base_url).path
+
+    def _post(self, suffix: str, doc: Mapping[str, Any]) -> Any:
+        path = f"{self._prefix}/api/v1/devices/{self.device_id}/{suffix}"
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        headers = sign_request(self._key, self.device_id, "POST", path, body)
+        headers["Content-Type"] = "application/json"
+        url = f"{self.base_url}/api/v1/devices/{self.device_id}/{suffix}"
+        try:
+            response = self._http.request(
+                "POST",
+                url,
+                body=body,
+                headers=headers,
+                timeout=urllib3.Timeout(total=self._timeout),
+                retries=False,
+                preload_content=False,
+                redirect=False,
+            )
+            try:
+                data = response.read(_MAX_ANSWER + 1)
+            finally:
+                response.release_conn()
+        except urllib3.exceptions.HTTPError as e:
+            raise TransferError(f"cannot reach the update server at {self.base_url}: {e}") from e
+        if len(data) > _MAX_ANSWER:
+            raise TransferError(f"the update server's answer to {suffix} is too large")
+        if response.status >= 400:
+            message = error_message(data, response.reason)
+            error = _RejectedError if 400 <= response.status < 500 else TransferError
+            if response.status in (401, 403, 409):
+                # Clock skew, revoked enrollment or a nonce collision: the
+                # batch itself is fine, try again later.
+                error = TransferError
+            raise error(f"update server refused {suffix} ({response.status}): {message}")
+        try:
+            return json.loads(data) if data else {}
+        except ValueError as e:
+            raise TransferError(f"the update server's answer to {suffix} is not JSON") from e
+
+    def checkin(self, report: Mapping[str, Any]) -> CheckinAnswer:
+        """Report the pump's state; learn its assignment and poll interval.
+
+        Raises:
+            TransferError: The server is unreachable or refused the check-in.
+        """
+        doc = self._post("checkin", report)
+        try:
+            raw = doc.get("assigned")
+            assigned = None
+            if raw is not None:
+                assigned = Assignment(
+                    product=str(raw["product"]),
+                    version=str(raw["version"]),
+                    release_counter=int(raw["release_counter"]),
+                    path=str(raw["firmware"]["path"]),
+                )
+            interval = float(doc.get("poll_interval", 300))
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise TransferError(f"the update server's check-in answer is malformed: {e}") from e
+        if not 1 <= interval <= 86400:
+            interval = min(max(interval, 1.0), 86400.0)
+        return CheckinAnswer(assigned, interval)
+
+    def post_events(self, events: list[dict[str, Any]]) -> None:
+        """Deliver events (at most 100)."""
+        self._post("events", {"events": events})

@@ -1,0 +1,266 @@
+"""Single-pass streaming of a firmware target into a slot, with resume."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tuf.api.metadata import TargetFile
+
+from device_agent._durable import crash_hook
+from device_agent._ratelimit import Pacer
+from device_agent.download import download_to_slot, verify_slot
+from device_agent.errors import UpdateRefusedError
+from device_agent.fetcher import AgentFetcher
+from device_agent.tuf_client import TransferError
+from http_support import HttpServer, serve
+
+SIZE = 2 * 1024 * 1024 + 333
+CHECKPOINT = 512 * 1024
+NAME = "sigma-spectrum/1.0.0/firmware.img"
+
+
+@pytest.fixture(scope="module")
+def image() -> bytes:
+    return os.urandom(SIZE)
+
+
+@pytest.fixture
+def target(image: bytes) -> TargetFile:
+    return TargetFile.from_data(NAME, image, ["sha256", "sha512"])
+
+
+@pytest.fixture
+def server(tmp_path: Path, image: bytes) -> Iterator[HttpServer]:
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "fw.img").write_bytes(image)
+    (tmp_path / "www" / "other.img").write_bytes(os.urandom(SIZE))
+    with serve(tmp_path / "www") as s:
+        yield s
+
+
+class Run:
+    """One download attempt's callbacks, recorded."""
+
+    def __init__(self) -> None:
+        self.checkpoints: list[int] = []
+        self.progress: list[tuple[int, int]] = []
+
+    def __call__(
+        self,
+        server: HttpServer,
+        target: TargetFile,
+        slot: Path,
+        resume_from: int = 0,
+        path: str = "fw.img",
+        **kwargs: object,
+    ) -> None:
+        download_to_slot(
+            AgentFetcher(chunk_size=128 * 1024),
+            (f"{server.url}/{path}", target),
+            slot,
+            resume_from=resume_from,
+            on_checkpoint=self.checkpoints.append,
+            progress=lambda done, total: self.progress.append((done, total)),
+            checkpoint_bytes=CHECKPOINT,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
+def test_streams_into_new_slot_checking_every_hash(
+    server: HttpServer, target: TargetFile, image: bytes, tmp_path: Path
+) -> None:
+    slot = tmp_path / "slot-b"
+    run = Run()
+    run(server, target, slot)
+    assert slot.read_bytes() == image
+    assert run.checkpoints[-1] == SIZE
+    assert run.checkpoints == sorted(run.checkpoints)
+    gaps = [b - a for a, b in zip([0, *run.checkpoints[:-2]], run.checkpoints[:-1], strict=True)]
+    assert min(gaps) >= CHECKPOINT
+    assert len(run.checkpoints) <= SIZE // CHECKPOINT + 1
+    assert run.progress[-1] == (SIZE, SIZE)
+    verify_slot(slot, target)
+
+
+def test_overwrites_longer_slot_without_truncating_first(
+    server: HttpServer, target: TargetFile, image: bytes, tmp_path: Path
+) -> None:
+    slot = tmp_path / "slot-b"
+    slot.write_bytes(b"\x00" * (SIZE + 4096))
+    seen: list[tuple[str, int]] = []
+    with crash_hook(lambda label: seen.append((label, slot.stat().st_size))):
+        Run()(server, target, slot)
+    # Until the image was verified the slot kept its size (no O_TRUNC) ...
+    cut = [label for label, _ in seen].index("truncate slot")
+    assert {size for _, size in seen[: cut + 1]} == {SIZE + 4096}
+    # ... then it was cut to the image.
+    assert slot.read_bytes() == image
+
+
+@pytest.mark.parametrize("ignore_range", [False, True], ids=["range", "server-ignores-range"])
+def test_resumes_interrupted_download_from_checkpoint(
+    server: HttpServer, target: TargetFile, image: bytes, tmp_path: Path, ignore_range: bool
+) -> None:
+    slot = tmp_path / "slot-b"
+    server.bad.drop_after["fw.img"] = 1_300_000
+    first = Run()
+    with pytest.raises(TransferError) as e:
+        first(server, target, slot)
+    assert e.value.reason == "network"
+    assert first.checkpoints and SIZE not in first.checkpoints
+    durable = first.checkpoints[-1]
+    # Bytes after the checkpoint are not trusted to be durable: scribble on
+    # them as a power loss might.
+    with slot.open("r+b") as f:
+        f.seek(durable)
+        f.write(b"\xee" * 4096)
+
+    server.bad.drop_after.clear()
+    server.bad.ignore_range = ignore_range
+    second = Run()
+    second(server, target, slot, resume_from=durable)
+    assert slot.read_bytes() == image
+    assert second.checkpoints[-1] == SIZE
+    assert server.log[-1].range == f"bytes={durable}-"
+
+
+def test_resume_of_complete_image_only_verifies(
+    server: HttpServer, target: TargetFile, tmp_path: Path
+) -> None:
+    slot = tmp_path / "slot-b"
+    Run()(server, target, slot)
+    server.log.clear()
+    run = Run()
+    run(server, target, slot, resume_from=SIZE)
+    assert run.checkpoints == [SIZE]
+    assert server.log == []
+
+
+def test_resume_over_tampered_prefix_is_refused(
+    server: HttpServer, target: TargetFile, tmp_path: Path
+) -> None:
+    slot = tmp_path / "slot-b"
+    slot.write_bytes(b"\x00" * CHECKPOINT)  # not the image's prefix
+    with pytest.raises(UpdateRefusedError) as e:
+        Run()(server, target, slot, resume_from=CHECKPOINT)
+    assert e.value.reason == "hash-mismatch"
+
+
+@pytest.mark.parametrize(
+    ("attack", "reason"),
+    [
+        ("substituted", "hash-mismatch"),
+        ("bit-flipped", "hash-mismatch"),
+        ("truncated", "length"),
+        ("endless", "length"),
+        ("oversized", "length"),
+    ],
+)
+def test_rejects_corrupt_firmware(
+    server: HttpServer, target: TargetFile, image: bytes, tmp_path: Path, attack: str, reason: str
+) -> None:
+    """The slot is never reported complete, and verify_slot refuses it."""
+    if attack == "substituted":
+        server.bad.substitute["fw.img"] = (server.root / "other.img").read_bytes()
+    elif attack == "bit-flipped":
+        server.bad.flip["fw.img"] = SIZE - 100
+    elif attack == "truncated":
+        server.bad.truncate["fw.img"] = SIZE - 1
+    elif attack == "endless":
+        server.bad.endless.add("fw.img")
+    else:
+        server.bad.substitute["fw.img"] = image + b"\x00"
+    slot = tmp_path / "slot-b"
+    run = Run()
+    with pytest.raises(UpdateRefusedError) as e:
+        run(server, target, slot)
+    assert e.value.reason == reason
+    assert SIZE not in run.checkpoints
+    with pytest.raises(UpdateRefusedError):
+        verify_slot(slot, target)
+
+
+def test_slow_retrieval_is_a_reported_transfer_error(
+    server: HttpServer, target: TargetFile, tmp_path: Path
+) -> None:
+    server.bad.trickle["fw.img"] = 0.05
+    with pytest.raises(TransferError) as e:
+        download_to_slot(
+            AgentFetcher(deadline=0.3, min_rate=1e9),
+            (f"{server.url}/fw.img", target),
+            tmp_path / "slot-b",
+            on_checkpoint=lambda n: None,
+        )
+    assert e.value.reason == "slow-retrieval"
+
+
+def test_unknown_hash_algorithm_is_refused_before_any_byte(
+    server: HttpServer, target: TargetFile, tmp_path: Path
+) -> None:
+    target.hashes = {"sha256": target.hashes["sha256"], "md17": "00"}
+    with pytest.raises(UpdateRefusedError) as e:
+        Run()(server, target, tmp_path / "slot-b")
+    assert e.value.reason == "hash-algorithm"
+    assert not (tmp_path / "slot-b").exists()
+    assert server.log == []
+
+
+def test_verify_slot_detects_a_flipped_bit(
+    server: HttpServer, target: TargetFile, tmp_path: Path
+) -> None:
+    slot = tmp_path / "slot-b"
+    Run()(server, target, slot)
+    with slot.open("r+b") as f:
+        f.seek(12345)
+        byte = f.read(1)
+        f.seek(12345)
+        f.write(bytes([byte[0] ^ 1]))
+    with pytest.raises(UpdateRefusedError) as e:
+        verify_slot(slot, target)
+    assert e.value.reason == "hash-mismatch"
+
+
+def test_crash_points_stay_few_per_download(
+    server: HttpServer, target: TargetFile, tmp_path: Path
+) -> None:
+    labels: list[str] = []
+    with crash_hook(labels.append):
+        Run()(server, target, tmp_path / "slot-b")
+    fsyncs = [label for label in labels if label.startswith("fsync")]
+    assert set(fsyncs) == {"fsync slot"}
+    assert len(fsyncs) <= SIZE // CHECKPOINT + 1
+    assert labels.count("truncate slot") == 1
+    assert set(labels) == {"write slot", "fsync slot", "truncate slot"}
+
+
+def test_rate_limit_is_polled_per_chunk(
+    server: HttpServer, target: TargetFile, tmp_path: Path
+) -> None:
+    polls: list[None] = []
+
+    def limit() -> float | None:
+        polls.append(None)
+        return None
+
+    Run()(server, target, tmp_path / "slot-b", rate_limit=limit)
+    assert len(polls) >= SIZE // (128 * 1024)
+
+
+def test_pacer_follows_a_changing_limit() -> None:
+    now = [0.0]
+    slept: list[float] = []
+    rates: list[float | None] = [1000.0, 1000.0, None, 2000.0]
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    pacer = Pacer(lambda: rates.pop(0), sleep=sleep, clock=lambda: now[0])
+    pacer.account(500)  # 0.5 s worth at 1000 B/s
+    pacer.account(500)
+    pacer.account(10_000)  # unlimited: no sleep
+    pacer.account(1000)  # new limit starts afresh
+    assert slept == pytest.approx([0.5, 0.5, 0.5])

@@ -1,0 +1,234 @@
+"""AgentFetcher against a real loopback server: deadlines, caps, Range, mTLS."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from tuf.api import exceptions
+
+from device_agent.fetcher import AgentFetcher
+from http_support import HttpServer, serve
+
+SIZE = 3 * 1024 * 1024 + 17  # not a multiple of any chunk size
+
+
+@pytest.fixture(scope="module")
+def blob() -> bytes:
+    return os.urandom(SIZE)
+
+
+@pytest.fixture
+def server(tmp_path: Path, blob: bytes) -> Iterator[HttpServer]:
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "fw.img").write_bytes(blob)
+    (tmp_path / "www" / "small.json").write_bytes(b'{"x": 1}')
+    with serve(tmp_path / "www") as s:
+        yield s
+
+
+def _collect(chunks: Iterator[bytes]) -> bytes:
+    return b"".join(chunks)
+
+
+def test_streams_whole_file_in_bounded_chunks(server: HttpServer, blob: bytes) -> None:
+    fetcher = AgentFetcher(version="1.2.3", chunk_size=256 * 1024)
+    chunks = list(fetcher.stream(f"{server.url}/fw.img", 0, SIZE))
+    assert b"".join(chunks) == blob
+    assert max(len(c) for c in chunks) <= 256 * 1024
+    assert server.log[-1].range is None
+    assert server.log[-1].user_agent == "pumpguard-agent/1.2.3"
+
+
+def test_download_bytes_for_ngclient(server: HttpServer) -> None:
+    assert AgentFetcher().download_bytes(f"{server.url}/small.json", 100) == b'{"x": 1}'
+
+
+def test_resumes_with_range_after_dropped_connection(server: HttpServer, blob: bytes) -> None:
+    fetcher = AgentFetcher()
+    url = f"{server.url}/fw.img"
+    server.bad.drop_after["fw.img"] = 1_000_000
+    received = bytearray()
+    with pytest.raises(exceptions.DownloadError):
+        for chunk in fetcher.stream(url, 0, SIZE):
+            received += chunk
+    assert 0 < len(received) <= 1_000_000
+    server.bad.drop_after.clear()
+    rest = _collect(fetcher.stream(url, len(received), SIZE))
+    assert bytes(received) + rest == blob
+    assert server.log[-1].range == f"bytes={len(received)}-"
+
+
+def test_skips_prefix_when_server_ignores_range(server: HttpServer, blob: bytes) -> None:
+    server.bad.ignore_range = True
+    rest = _collect(AgentFetcher().stream(f"{server.url}/fw.img", 1_234_567, SIZE))
+    assert rest == blob[1_234_567:]
+    assert server.log[-1].range == "bytes=1234567-"
+
+
+def test_complete_offset_makes_no_request(server: HttpServer) -> None:
+    assert _collect(AgentFetcher().stream(f"{server.url}/fw.img", SIZE, SIZE)) == b""
+    assert server.log == []
+
+
+@pytest.mark.parametrize("via", ["metadata", "firmware"])
+def test_rejects_trickling_server_within_deadline(server: HttpServer, via: str) -> None:
+    """Slow retrieval: one byte every 50 ms never trips a gap timeout."""
+    fetcher = AgentFetcher(deadline=0.6, min_rate=1e9, read_timeout=5)
+    server.bad.trickle["fw.img"] = 0.05
+    url = f"{server.url}/fw.img"
+    started = time.monotonic()
+    with pytest.raises(exceptions.SlowRetrievalError):
+        if via == "metadata":
+            fetcher.download_bytes(url, SIZE)
+        else:
+            _collect(fetcher.stream(url, 0, SIZE))
+    assert time.monotonic() - started < 1.2
+
+
+def test_rejects_server_trickling_response_headers(server: HttpServer) -> None:
+    """Slow retrieval before the body: the head is read inside http.client."""
+    fetcher = AgentFetcher(deadline=0.5, read_timeout=5)
+    server.bad.trickle_head["small.json"] = 0.05
+    started = time.monotonic()
+    with pytest.raises(exceptions.SlowRetrievalError):
+        fetcher.download_bytes(f"{server.url}/small.json", 100)
+    assert time.monotonic() - started < 1.0
+    # The next request on the same fetcher has its own, fresh deadline.
+    server.bad.trickle_head.clear()
+    assert fetcher.download_bytes(f"{server.url}/small.json", 100) == b'{"x": 1}'
+
+
+def test_deadline_ignores_time_the_caller_spends(server: HttpServer, blob: bytes) -> None:
+    """Writing and rate limiting between chunks is not the server's slowness."""
+    fetcher = AgentFetcher(deadline=1.0, min_rate=1e9, chunk_size=512 * 1024)
+    received = bytearray()
+    for chunk in fetcher.stream(f"{server.url}/fw.img", 0, SIZE):
+        received += chunk
+        time.sleep(0.15)
+    assert received == blob
+
+
+@pytest.mark.parametrize("via", ["metadata", "firmware"])
+def test_rejects_endless_data(server: HttpServer, via: str) -> None:
+    server.bad.endless.add("fw.img")
+    fetcher = AgentFetcher()
+    received = 0
+    with pytest.raises(exceptions.DownloadLengthMismatchError):
+        if via == "metadata":
+            fetcher.download_bytes(f"{server.url}/fw.img", 100_000)
+        else:
+            for chunk in fetcher.stream(f"{server.url}/fw.img", 0, 100_000):
+                received += len(chunk)
+    assert received <= 100_000
+
+
+def test_rejects_announced_oversize_before_reading(server: HttpServer) -> None:
+    with pytest.raises(exceptions.DownloadLengthMismatchError, match="announces"):
+        _collect(AgentFetcher().stream(f"{server.url}/fw.img", 0, SIZE - 1))
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://example.com/metadata/timestamp.json", "ftp://127.0.0.1/x", "file:///etc/passwd"],
+)
+def test_refuses_clear_text_beyond_loopback(url: str) -> None:
+    with pytest.raises(exceptions.DownloadError, match="http"):
+        _collect(AgentFetcher().stream(url, 0, 10))
+
+
+def test_http_error_is_reported_with_status(server: HttpServer) -> None:
+    with pytest.raises(exceptions.DownloadHTTPError) as e:
+        AgentFetcher().download_bytes(f"{server.url}/missing.json", 100)
+    assert e.value.status_code == 404
+
+
+# ------------------------------------------------------------- mutual TLS
+def _cert(
+    subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.EllipticCurvePrivateKey]
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer[0])]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+    )
+    if subject == issuer[0]:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
+    else:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            False,
+        )
+    return builder.sign(issuer[1], hashes.SHA256())
+
+
+def _write_pem(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    path.with_suffix(".key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[HttpServer, Path]]:
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _cert("pumpguard test CA", ca_key, ("pumpguard test CA", ca_key))
+    _write_pem(pki / "ca", ca, ca_key)
+    for name in ("server", "pump"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        _write_pem(pki / name, _cert(name, key, ("pumpguard test CA", ca_key)), key)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki / "server.crt", pki / "server.key")
+    ctx.load_verify_locations(pki / "ca.crt")
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "small.json").write_bytes(b'{"tls": true}')
+    with serve(tmp_path / "www", tls=ctx) as s:
+        yield s, pki
+
+
+def test_mutual_tls_with_client_certificate(tls_server: tuple[HttpServer, Path]) -> None:
+    server, pki = tls_server
+    fetcher = AgentFetcher(
+        ca_file=pki / "ca.crt", client_cert=pki / "pump.crt", client_key=pki / "pump.key"
+    )
+    assert fetcher.download_bytes(f"{server.url}/small.json", 100) == b'{"tls": true}'
+
+
+def test_mutual_tls_refuses_client_without_certificate(
+    tls_server: tuple[HttpServer, Path],
+) -> None:
+    server, pki = tls_server
+    with pytest.raises(exceptions.DownloadError):
+        AgentFetcher(ca_file=pki / "ca.crt", read_timeout=5).download_bytes(
+            f"{server.url}/small.json", 100
+        )
+    assert not server.log
+
+
+def test_tls_refuses_server_of_unknown_ca(tls_server: tuple[HttpServer, Path]) -> None:
+    server, pki = tls_server
+    fetcher = AgentFetcher(client_cert=pki / "pump.crt", client_key=pki / "pump.key")
+    with pytest.raises(exceptions.DownloadError):
+        fetcher.download_bytes(f"{server.url}/small.json", 100)

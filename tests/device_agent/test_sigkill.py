@@ -1,0 +1,89 @@
+"""SIGKILL the real agent process at random moments during real updates.
+
+``pumpguard agent simulate run`` is the agent as a pump runs it (its reboots
+re-execute the process). Killing it with SIGKILL is a power loss as far as the
+agent is concerned (no cleanup code runs); starting it again powers the pump
+on through the simulated bootloader. Whatever moment the kill lands on, the
+pump must boot a complete verified image and finish the update correctly.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent_support import World, set_selftest
+from device_agent.agent import Agent
+from device_agent.simulator import SimulatedPump
+
+KILLS = 8
+
+
+def _run(pump: SimulatedPump) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pumpguard", "agent", "simulate", "run", "--dir", str(pump.dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _timed_run(pump: SimulatedPump) -> float:
+    start = time.monotonic()
+    proc = _run(pump)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "selftest", "committed_version", "counter"),
+    [("ok", "/bin/true", "2.0.0", 2), ("selftest-fail", "/bin/false", "1.0.0", 1)],
+)
+def test_sigkill_at_random_moments_never_bricks_the_pump(
+    world: World,
+    tmp_path: Path,
+    behaviour: str,
+    selftest: str,
+    committed_version: str,
+    counter: int,
+) -> None:
+    seed = int.from_bytes(os.urandom(4), "big")
+    rng = random.Random(seed)
+    new = world.publish("2.0.0", 2, behaviour=behaviour, size=8 * 1024 * 1024).read_bytes()
+    # Measure how long an uninterrupted update takes on this machine...
+    probe = world.new_pump(tmp_path / "probe", "pump-probe")
+    set_selftest(probe, [selftest])
+    span = _timed_run(probe) + _timed_run(probe)
+    # ...then kill a fresh pump at random moments within that span.
+    pump = world.new_pump(tmp_path / "pump", "pump-0001")
+    set_selftest(pump, [selftest])
+    factory = pump.config().slots["a"].read_bytes()
+    kills = 0
+    for _ in range(KILLS):
+        proc = _run(pump)
+        time.sleep(rng.uniform(0, span))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+        slot = pump.power_on()
+        image = pump.config().slots[slot].read_bytes()
+        assert image in (factory, new), f"seed {seed}: boots an unverified image in {slot}"
+    # Power on for good and let it finish.
+    for _ in range(3):
+        _timed_run(pump)
+    agent = Agent(pump.config())
+    env = agent.boot.read()
+    committed = pump.config().slots[env.committed].read_bytes()
+    assert committed == (new if committed_version == "2.0.0" else factory), f"seed {seed}"
+    assert env.trial is None, f"seed {seed}"
+    assert agent.counter.read() == counter, f"seed {seed}"
+    assert world.device("pump-0001")["version"] == committed_version, f"seed {seed}"
+    assert kills >= 1, f"seed {seed}: no kill landed"
