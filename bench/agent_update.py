@@ -5,8 +5,10 @@ Serves a signed release of a large firmware image (256 MiB by default) over
 HTTP on loopback and measures, interleaved (a, b, c, a, b, c ...), the time from
 an empty TUF cache to a verified, fsynced inactive slot:
 
-(a) the agent: ``TufClient.refresh`` + ``find_firmware`` + ``download_to_slot``
-    (one pass: download, hash, write into the slot, fsync);
+(a) the agent itself (``device_agent.Agent``, its state machine from idle):
+    a signed check-in with the real update server (which assigns the release),
+    TUF refresh and lookup, the policy checks, and the one-pass download (hash
+    and write into the slot, fsync), until the persisted state is ``verified``;
 (b) python-tuf alone: ``Updater.refresh``, ``download_target`` into a cache
     folder, then a copy into the slot and an fsync;
 (c) the single-pass limit: ``curl -s URL | tee SLOT | sha256sum``, then
@@ -28,6 +30,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -160,25 +163,108 @@ def _vm_hwm_kib() -> int:
 
 
 def child_agent(args: dict[str, Any]) -> dict[str, Any]:
-    """(a) The agent path, from an empty TUF cache to a verified, fsynced slot."""
-    from device_agent.download import download_to_slot
-    from device_agent.fetcher import AgentFetcher
-    from device_agent.tuf_client import TufClient
+    """(a) The agent, from idle to a verified, fsynced slot (state ``verified``)."""
+    from device_agent.agent import Agent
+    from device_agent.config import load_config
+    from device_agent.state import AgentState
 
-    root = Path(args["root"]).read_bytes()
+    agent = Agent(load_config(Path(args["config"])))
     start = time.perf_counter()
-    client = TufClient(
-        Path(args["meta"]),
-        f"{args['url']}/metadata",
-        f"{args['url']}/targets",
-        root,
-        AgentFetcher(version="bench"),
-    )
-    client.refresh()
-    target = client.find_firmware(f"{PRODUCT}/{VERSION}/firmware.img", PRODUCT)
-    download_to_slot(AgentFetcher(version="bench"), target, Path(args["slot"]), on_checkpoint=int)
+    for _ in range(20):
+        agent.step()
+        state = agent.store.load().state
+        if state is AgentState.VERIFIED:
+            break
+    else:
+        raise SystemExit(f"the agent stopped in {state}, not verified")
     elapsed = time.perf_counter() - start
     return {"seconds": elapsed, "vm_hwm_kib": _vm_hwm_kib()}
+
+
+def make_pump(directory: Path, server: str, files: str, root: Path, key: bytes) -> Path:
+    """A simulated pump whose TUF files come from ``files`` (a CDN) and check-ins
+    go to ``server``; returns its config file."""
+    from device_agent.simulator import SimulatedPump
+
+    pump = SimulatedPump.create(
+        directory,
+        server_url=server,
+        root=root.read_bytes(),
+        device_id="pump-bench",
+        product=PRODUCT,
+        hardware_id="rev-b",
+        key_pem=key,
+        factory_version="0.9.0",
+        factory_counter=0,
+    )
+    text = pump.config_path.read_text().replace(
+        "timeout = 10\n",
+        f'timeout = 10\nmetadata_url = "{files}/metadata"\ntargets_url = "{files}/targets"\n',
+    )
+    pump.config_path.write_text(text)
+    return pump.config_path
+
+
+@contextlib.contextmanager
+def update_server(work: Path) -> Iterator[tuple[str, bytes]]:
+    """The real update server on loopback (``pumpguard server run``), holding the
+    bench repository, with one enrolled pump; yields its URL and the pump's key."""
+    import urllib.request
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from update_server.datadir import init_data_dir
+
+    data = work / "server"
+    _, admin = init_data_dir(
+        data,
+        repo=work / "repo",
+        snapshot_key=str(work / "keys" / "snapshot.key"),
+        timestamp_key=str(work / "keys" / "timestamp.key"),
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pumpguard", "server", "run", "--data", str(data),
+         "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(f"{base}/api/v1/openapi.json", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        key = Ed25519PrivateKey.generate()
+        body = json.dumps(
+            {
+                "device_id": "pump-bench",
+                "hardware_id": "rev-b",
+                "product": PRODUCT,
+                "public_key": key.public_key().public_bytes_raw().hex(),
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"{base}/api/v1/devices",
+            data=body,
+            method="POST",
+            headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(request, timeout=10).close()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        yield base, pem
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def child_tuf(args: dict[str, Any]) -> dict[str, Any]:
@@ -254,14 +340,18 @@ def bench_size(size_mib: int, rounds: int, workdir: Path | None) -> dict[str, An
         root_file = work / "repo" / "metadata" / "1.root.json"
         times: dict[str, list[float]] = {"a": [], "b": [], "c": []}
         rss: list[int] = []
-        with running_server(work / "repo") as url:
+        with running_server(work / "repo") as url, update_server(work) as (server, key):
             for rnd in range(rounds):
                 for kind in ("a", "b", "c"):
                     run_dir = work / f"run-{kind}"
                     shutil.rmtree(run_dir, ignore_errors=True)
                     run_dir.mkdir()
                     slot = run_dir / "slot-b"
+                    if kind == "a":
+                        config = make_pump(run_dir / "pump", server, url, root_file, key)
+                        slot = run_dir / "pump" / "slots" / "b.img"
                     args = {
+                        "config": str(config) if kind == "a" else "",
                         "url": url,
                         "root": str(root_file),
                         "meta": str(run_dir / "tuf"),

@@ -247,7 +247,7 @@ class Agent:
 
     def _reboot(self) -> None:
         command = self.config.boot.reboot_command
-        logger.warning("rebooting")
+        logger.info("rebooting")
         if command is None:
             raise RebootRequested()
         try:
@@ -344,7 +344,9 @@ class Agent:
             "release_counter": self.counter.read(),
             "slots": self._slot_states(env, booted),
             "therapy": {"state": status.therapy if status else "programmed"},
-            "agent_state": str(record.state),
+            # A check-in is what an idle agent does; the fleet view should
+            # say idle, not the instant's "checking".
+            "agent_state": str(S.IDLE if record.state is S.CHECKING else record.state),
         }
         outcome = record.outcome
         if outcome and outcome.version and outcome.release_counter is not None:

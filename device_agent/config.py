@@ -51,7 +51,7 @@ Example (every key shown; the ones with defaults may be left out)::
     max_status_age = 30                # seconds; an older status means "not safe"
     min_battery_percent = 40           # when off mains power
     maintenance_window = "22:00-06:00" # local time; leave out for "any time"
-    therapy_download_rate = 262144     # bytes/s while an infusion runs; 0 pauses
+    therapy_download_rate = 262144     # bytes/s while an infusion runs (>= 1024)
 
     [agent]
     max_state_repeats = 3              # a state entered this often without finishing fails
@@ -415,7 +415,7 @@ def load_config(path: Path) -> AgentConfig:
             max_status_age=safety.number("max_status_age", 30, 1, 86400),
             min_battery_percent=safety.integer("min_battery_percent", 40, 0, 100),
             maintenance_window=_window(safety.opt_text("maintenance_window")),
-            therapy_download_rate=safety.integer("therapy_download_rate", 262144, 0, 2**40),
+            therapy_download_rate=safety.integer("therapy_download_rate", 262144, 1024, 2**40),
         ),
         max_state_repeats=agent.integer("max_state_repeats", 3, 1, 100),
     )

@@ -228,7 +228,7 @@ def download_rate(status: PumpStatus | None, rules: SafetyConfig) -> float | Non
 
     Downloading never touches a bootable slot, so it may go on during therapy,
     but rate-limited so the pump's network stays free for clinical traffic; an
-    unknown status is treated as therapy (fail safe). 0 pauses the download.
+    unknown status is treated as therapy (fail safe).
     """
     if status is None or status.therapy_active:
         return float(rules.therapy_download_rate)

@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
 """The whole-system demo (`make demo`) on the embedded default.
 
-It runs the real `pumpguard` commands a release team would type, printing each,
-then plays a pump: a python-tuf client that ships only root v1 fetches the new
-firmware over loopback HTTP and verifies it. Later issues extend it with the
-update server, the device agent and the SBOM audit.
+It runs the real `pumpguard` commands a release team, an operator and three
+simulated pumps would run, printing each: keys, an offline repository, the
+update server on loopback (SQLite), a two-person release, then pumps that
+update (one immediately, one only after its infusion ends) and a bad build that
+fails its self-test and is rolled back automatically.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import secrets
@@ -29,13 +29,11 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
-from rich.panel import Panel
 from rich.table import Table
 from tuf.ngclient import Updater
 
 from pumpguard.device_auth import sign_request
 from pumpguard.release import ReleaseInfo
-from sbom import bound_firmware_sha256
 
 console = Console(highlight=False)
 
@@ -252,7 +250,6 @@ def run(work: Path) -> None:
         "--key", keys / "re-carol.pub", "--key", keys / "qa-dave.pub", "--threshold", "2",
         "--sign", keys / "targets.key", *online,
     )  # fmt: skip
-    root_v1 = (repo / "metadata" / "1.root.json").read_bytes()
 
     step("3. Update server on loopback (SQLite), holding only the online keys")
     pumpguard("server", "init", "--data", data, "--repo", repo, *online)
@@ -278,7 +275,10 @@ def run(work: Path) -> None:
     with running_server(data) as base:
         step("4. A release: firmware + CycloneDX SBOM + unsigned product metadata")
         firmware = work / "sigma-spectrum-8.1.0.img"
-        firmware.write_bytes(b"PUMPGUARD-FIRMWARE sigma-spectrum 8.1.0\n" + os.urandom(2 << 20))
+        pumpguard(
+            "agent", "simulate", "firmware", "--version", "8.1.0", "--out", firmware,
+            "--size", str(2 << 20),
+        )  # fmt: skip
         components = work / "components.toml"
         components.write_text(COMPONENTS)
         bundle = work / "sigma-spectrum-8.1.0.tar"
@@ -298,56 +298,61 @@ def run(work: Path) -> None:
         pumpguard("release", "verify", bundle, "--repo", data / "repo")
         pumpguard("release", "publish", bundle, "--server", base, token=carol)
 
-        step("6. Pumps: device keys, enrollment, signed check-ins")
+        step("6. Pumps: three simulated pumps on 8.0.0 (counter 41), enrolled by an operator")
         pumps = work / "pumps"
         for n in (1, 2, 3):
             device_id = f"pump-{n:04d}"
-            pumpguard("device", "keygen", "--out", pumps / device_id)
+            pumpguard(
+                "agent", "simulate", "init", "--dir", pumps / device_id, "--server", base,
+                "--root", repo / "metadata" / "1.root.json", "--device-id", device_id,
+                "--product", "sigma-spectrum", "--hardware-id", "rev-b",
+                "--factory-version", "8.0.0", "--factory-counter", "41",
+            )  # fmt: skip
             pumpguard(
                 "device", "enroll", "--server", base, "--device-id", device_id,
                 "--hardware-id", "rev-b", "--product", "sigma-spectrum",
-                "--public-key", pumps / f"{device_id}.pub", token=operator,
+                "--public-key", pumps / device_id / "device.pub", token=operator,
             )  # fmt: skip
-        answers = {
-            f"pump-{n:04d}": checkin(base, pumps / f"pump-{n:04d}", f"pump-{n:04d}")
-            for n in (1, 2, 3)
-        }
-        for device_id, answer in answers.items():
-            assigned = answer["assigned"]
-            console.print(
-                f"{device_id}: runs 8.0.0 (counter 41) -> assigned "
-                f"{assigned['version']} (counter {assigned['release_counter']}), "
-                f"poll every {answer['poll_interval']} s"
-            )
 
-        step("7. pump-0001 verifies the assignment with TUF, trusting only its built-in root v1")
-        target = answers["pump-0001"]["assigned"]["firmware"]["path"]
-        release, fw_bytes, sbom = tuf_fetch(base, root_v1, pumps / "pump-0001-tuf", target)
-        fw_sha = hashlib.sha256(fw_bytes).hexdigest()
-        bound = bound_firmware_sha256(sbom) == fw_sha
-        console.print(
-            Panel.fit(
-                f"release        {release.product} {release.version}\n"
-                f"counter        {release.release_counter} (anti-rollback)\n"
-                f"hardware       {', '.join(release.hardware_ids)}\n"
-                f"notes          {release.notes}\n"
-                f"firmware       {len(fw_bytes):,} bytes, sha256 {fw_sha[:16]}... verified\n"
-                f"SBOM           {len(sbom):,} bytes, "
-                f"bound to the firmware: {'yes' if bound else 'NO'}",
-                title="pump-0001: verified update (installing it is the device agent's job)",
-            )
-        )
-        if not bound or fw_bytes != firmware.read_bytes():
-            raise SystemExit("demo: the pump received something other than what was signed")
+        step("7. pump-0001 updates: verify with TUF, stream into slot b, reboot, self-test, commit")
+        pumpguard("agent", "simulate", "run", "--dir", pumps / "pump-0001")
 
-        step("8. Fleet and releases, as an operator sees them")
+        step("8. pump-0002 is infusing: the update downloads but waits for the infusion to end")
+        pumpguard("agent", "simulate", "therapy", "--dir", pumps / "pump-0002", "running")
+        pumpguard("agent", "simulate", "run", "--dir", pumps / "pump-0002", "--wait-timeout", "1")
+        console.print("[dim](the nurse stops the infusion)")
+        pumpguard("agent", "simulate", "therapy", "--dir", pumps / "pump-0002", "idle")
+        pumpguard("agent", "simulate", "run", "--dir", pumps / "pump-0002")
+
+        step("9. A bad build 8.2.0 is signed and published; its self-test fails on pump-0003")
+        bad = work / "sigma-spectrum-8.2.0.img"
+        pumpguard(
+            "agent", "simulate", "firmware", "--version", "8.2.0", "--out", bad,
+            "--behaviour", "selftest-fail", "--size", str(2 << 20),
+        )  # fmt: skip
+        bad_bundle = work / "sigma-spectrum-8.2.0.tar"
+        pumpguard(
+            "release", "create", "--repo", data / "repo", "--product", "sigma-spectrum",
+            "--version", "8.2.0", "--release-counter", "43", "--hardware-id", "rev-b",
+            "--firmware", bad, "--components", components, "--supplier", "Acme Medical Devices",
+            "--notes", "Faster boot", "--out", bad_bundle, "--tar",
+        )  # fmt: skip
+        pumpguard("release", "sign", bad_bundle, "--key", keys / "re-carol.key")
+        pumpguard("release", "sign", bad_bundle, "--key", keys / "qa-dave.key")
+        pumpguard("release", "publish", bad_bundle, "--server", base, token=carol)
+        pumpguard("agent", "simulate", "run", "--dir", pumps / "pump-0003")
+
+        step("10. The fleet, as an operator sees it")
         auth = {"Authorization": f"Bearer {operator.read_text().strip()}"}
         fleet = _request(base, "GET", "/api/v1/devices", headers=auth)
-        table = Table("device", "hardware", "runs", "counter", "assigned", "last seen")
+        table = Table("device", "runs", "counter", "agent", "last update", "assigned")
         for d in fleet["devices"]:
+            status = d.get("status") or {}
+            last = status.get("last_update") or {}
+            outcome = f"{last.get('version', '')} {last.get('result', '')}".strip() or "-"
             table.add_row(
-                d["device_id"], d["hardware_id"], str(d["version"]), str(d["release_counter"]),
-                str(d["assigned_version"]), str(d["last_seen"]),
+                d["device_id"], str(d["version"]), str(d["release_counter"]),
+                str(status.get("agent_state", "-")), outcome, str(d["assigned_version"]),
             )  # fmt: skip
         console.print(table)
         for r in _request(base, "GET", "/api/v1/releases", headers=auth)["releases"]:
@@ -355,13 +360,18 @@ def run(work: Path) -> None:
                 f"release {r['product']} {r['version']} (counter {r['release_counter']}) "
                 f"signed by {len(r['signed_by'])}, published by {r['published_by']}"
             )
+        events = _request(base, "GET", "/api/v1/devices/pump-0003/events", headers=auth)
+        for e in reversed(events["events"]):
+            detail = e.get("detail") or {}
+            why = detail.get("reason") or ""
+            console.print(f"pump-0003 event {e['kind']:<15} {why}")
 
-    step("9. Audit chain and repository status")
+    step("11. Audit chain and repository status")
     pumpguard("server", "audit", "verify", "--data", data)
     pumpguard("repo", "status", "--repo", data / "repo")
     console.print(
-        "[bold green]demo complete[/]: two-person release published through the server, "
-        "pumps enrolled and assigned, verified by a TUF client"
+        "[bold green]demo complete[/]: two-person releases published through the server; "
+        "pumps updated, one deferred during an infusion, a failing build rolled back"
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_demo_publishes_through_the_server_and_pumps_verify_the_update(tmp_path: Path) -> None:
+def test_demo_updates_defers_and_rolls_back_simulated_pumps(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PUMPGUARD_PASSPHRASE"}
     env["COLUMNS"] = "200"
     proc = subprocess.run(
@@ -21,9 +21,13 @@ def test_demo_publishes_through_the_server_and_pumps_verify_the_update(tmp_path:
     out = proc.stdout
     assert "(422): sigma-spectrum release is signed by 1 of the 2 required keys" in out
     assert "published sigma-spectrum 8.1.0 (counter 42) on http://127.0.0.1:" in out
-    assert out.count("-> assigned 8.1.0 (counter 42)") == 3
-    assert "bound to the firmware: yes" in out
-    assert "audit chain intact: 8 entries" in out
+    # pump-0001 updated; pump-0002 deferred during its infusion, then updated.
+    assert "pump-0002: waiting-for-safe-window (infusion-running)" in out
+    assert out.count("last update: 8.1.0 committed") == 2
+    # pump-0003 rolled the failing 8.2.0 back and still runs 8.0.0.
+    assert "pump-0003: idle\n  last update: 8.2.0 rolled-back (self-test-failed)" in out
+    assert "pump-0003 event rolled-back     self-test-failed" in out
+    assert "audit chain intact: 9 entries" in out
     assert "demo complete" in out
     # Tokens live in files and reach commands through the environment only.
     for token_file in ("carol.token", "operator.token", "server/admin.token"):
