@@ -24,7 +24,8 @@ _COMPONENTS: dict[str, tuple[str, str]] = {
     "keys": ("signer.cli:keys", "Generate and inspect signing keys."),
     "repo": ("signer.cli:repo", "Create and maintain the TUF repository."),
     "release": ("signer.cli:release", "Create, sign, verify and publish releases."),
-    "sbom": ("sbom.cli:sbom", "Generate, check, audit and diff CycloneDX SBOMs."),
+    "sbom": ("sbom.cli:sbom", "Generate, check, audit, diff and verify CycloneDX SBOMs."),
+    "vulndb": ("sbom.cli:vulndb", "Import vulnerability feeds into the offline store."),
     "agent": ("device_agent.cli:agent", "Run the pump agent or a simulated pump."),
     "server": ("update_server.cli:server", "Create, run and administer the update server."),
     "device": ("update_server.device_cli:device", "Enroll pumps with the update server."),
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> Any:
 
     Exit codes: 0 success, 1 a refused or failed operation, 2 bad usage or
     configuration, 3 release contract violation, 4 verification failure
-    (signatures, hashes, threshold), 130 interrupted.
+    (signatures, hashes, threshold), 5 a policy check failed (SBOM check or
+    audit findings above the chosen threshold), 130 interrupted.
     """
     try:
         rv = cli.main(args=argv, standalone_mode=False)

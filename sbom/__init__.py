@@ -3,6 +3,13 @@
 Generates the CycloneDX 1.6 JSON SBOM published next to every firmware image
 (DESIGN.md, Release contract), validates SBOMs against the strict schema, and
 reads the firmware sha256 that binds an SBOM to its image.
+
+The reviewer's tools live in their own modules, imported when needed:
+:mod:`sbom.check` (NTIA and FDA checks), :mod:`sbom.vulndb` (the offline
+advisory store, fed by :mod:`sbom.feeds`), :mod:`sbom.audit` (matching),
+:mod:`sbom.vex` (analyses), :mod:`sbom.diff`, :mod:`sbom.report_html` and
+:mod:`sbom.verify` (the SBOM fetched through TUF). Component inputs other than
+the TOML manifest: :mod:`sbom.yocto`, :mod:`sbom.dpkg`, :mod:`sbom.merge`.
 """
 
 from sbom.binding import bound_firmware_sha256

@@ -11,6 +11,8 @@ from typing import Any
 from pumpguard.jsonutil import StrictJSONError, loads_strict
 from sbom.errors import SbomValidationError
 
+__all__ = ["load_strict"]
+
 
 def load_strict(data: bytes, what: str = "SBOM") -> Any:
     """Parse UTF-8 JSON, refusing duplicate keys and non-standard constants.

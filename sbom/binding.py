@@ -7,13 +7,15 @@ schema, only careful JSON parsing, so the check is cheap and safe on any input.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
+from pumpguard.release import ReleaseInfo
 from sbom._json import load_strict
-from sbom.errors import SbomValidationError
+from sbom.errors import SbomValidationError, SbomVerificationError
 
-__all__ = ["bound_firmware_sha256"]
+__all__ = ["bound_firmware_sha256", "check_release_binding"]
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -80,3 +82,36 @@ def bound_firmware_sha256(sbom_json: bytes) -> str:
             "is not 64 lower-case hex digits"
         )
     return content
+
+
+def check_release_binding(release: ReleaseInfo, firmware_sha256: str, sbom_json: bytes) -> None:
+    """Check that an SBOM belongs to a published release and describes its firmware.
+
+    Both the SBOM and the firmware target's facts must already have been
+    verified by TUF; this only compares them.
+
+    Args:
+        release: The firmware target's release contract (its ``custom`` field).
+        firmware_sha256: The sha256 the firmware target's TUF metadata gives.
+        sbom_json: The SBOM target's content.
+
+    Raises:
+        SbomVerificationError: The SBOM is not the one the release names, or
+            its firmware hash is not the published firmware's; the message
+            gives both hashes.
+    """
+    actual = hashlib.sha256(sbom_json).hexdigest()
+    if actual != release.sbom_sha256:
+        raise SbomVerificationError(
+            f"the SBOM of {release.product}/{release.version} has sha256 {actual}, but the "
+            f"release names {release.sbom_sha256}"
+        )
+    try:
+        bound = bound_firmware_sha256(sbom_json)
+    except SbomValidationError as e:
+        raise SbomVerificationError(f"{release.sbom_path}: {e}") from e
+    if bound != firmware_sha256:
+        raise SbomVerificationError(
+            f"{release.sbom_path} describes firmware sha256 {bound}, but the published "
+            f"{release.firmware_path} has sha256 {firmware_sha256}"
+        )

@@ -18,7 +18,7 @@ from typing import Any
 from cyclonedx.model import HashAlgorithm, HashType, Property, XsUri
 from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
-from cyclonedx.model.contact import OrganizationalEntity
+from cyclonedx.model.contact import OrganizationalContact, OrganizationalEntity
 from cyclonedx.model.license import DisjunctiveLicense, License, LicenseExpression
 from cyclonedx.model.tool import ToolRepository
 from cyclonedx.output.json import JsonV1Dot6
@@ -31,6 +31,7 @@ from pumpguard.release import SemVer, validate_hardware_id, validate_product
 from sbom import properties as prop
 from sbom.binding import bound_firmware_sha256
 from sbom.errors import SbomError, SbomValidationError
+from sbom.inputs import combine
 from sbom.manifest import ComponentManifest, ComponentSpec, OrganizationSpec, load_manifest
 from sbom.validation import validate_sbom
 
@@ -56,6 +57,8 @@ def build_firmware_sbom(
     hardware_ids: Sequence[str] = (),
     supplier: str | None = None,
     components_manifest: Path | None = None,
+    components: Sequence[ComponentSpec] = (),
+    authors: Sequence[str] = (),
     timestamp: datetime.datetime | None = None,
     serial_number: uuid.UUID | None = None,
 ) -> bytes:
@@ -80,6 +83,12 @@ def build_firmware_sbom(
             ``[supplier]``, if any; otherwise the supplier is left out, never
             made up.
         components_manifest: TOML component manifest (docs/sbom-manifest.md).
+        components: Components from other inputs (:mod:`sbom.inputs`: Yocto
+            manifests, dpkg status files, merged SBOMs), after the manifest's.
+            A component of the same name and version as an earlier one is
+            merged into it (:func:`sbom.inputs.combine`).
+        authors: Names of the people or teams who wrote the SBOM's data
+            (``metadata.authors``, NTIA's "author of SBOM data").
         timestamp: Time of the SBOM, timezone-aware; default now. Fix it (and
             ``serial_number``) to generate byte-identical SBOMs.
         serial_number: The SBOM's serial number; default a random UUID.
@@ -105,6 +114,8 @@ def build_firmware_sbom(
         else ComponentManifest(path=Path(), components=())
     )
     firmware_supplier = _firmware_supplier(supplier, manifest)
+    specs = combine([manifest.components, tuple(components)])
+    author_names = _check_authors(authors)
 
     firmware = Component(
         type=ComponentType.FIRMWARE,
@@ -120,7 +131,7 @@ def build_firmware_sbom(
             *(Property(name=prop.HARDWARE_ID, value=h) for h in hardware),
         ],
     )
-    components = {spec.bom_ref: _component(spec) for spec in manifest.components}
+    by_ref = {spec.bom_ref: _component(spec) for spec in specs}
     bom = Bom(
         serial_number=serial_number or uuid.uuid4(),
         metadata=BomMetaData(
@@ -129,25 +140,31 @@ def build_firmware_sbom(
             component=firmware,
             supplier=_organization(firmware_supplier),
             manufacturer=_organization(manifest.manufacturer),
+            authors=[OrganizationalContact(name=name) for name in author_names],
         ),
-        components=components.values(),
+        components=by_ref.values(),
     )
-    for spec in manifest.components:
-        bom.register_dependency(
-            components[spec.bom_ref], [components[ref] for ref in spec.depends_on]
-        )
-    bom.register_dependency(
-        firmware, [components[ref] for ref in _direct_dependencies(manifest.components)]
-    )
+    for spec in specs:
+        bom.register_dependency(by_ref[spec.bom_ref], [by_ref[ref] for ref in spec.depends_on])
+    bom.register_dependency(firmware, [by_ref[ref] for ref in _direct_dependencies(specs)])
 
     document = _serialize(bom)
     validate_sbom(document)
     # Guard against the library silently dropping data.
     if bound_firmware_sha256(document) != firmware_sha256:
         raise SbomValidationError("generated SBOM does not carry the firmware's sha256")
-    if len(json.loads(document).get("components", [])) != len(manifest.components):
+    if len(json.loads(document).get("components", [])) != len(specs):
         raise SbomValidationError("generated SBOM lost components of the manifest")
     return document
+
+
+def _check_authors(authors: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(authors, str):
+        raise SbomError("authors must be a sequence of names, not one string")
+    for name in authors:
+        if not isinstance(name, str) or not name.strip() or name != name.strip() or "\n" in name:
+            raise SbomError(f"author {name!r} must be a non-empty one-line name")
+    return tuple(authors)
 
 
 def _check_release(product: str, version: str) -> None:
@@ -251,6 +268,7 @@ def _component(spec: ComponentSpec) -> Component:
         properties=[
             Property(name=prop.SUPPORT_LEVEL, value=spec.support_level),
             Property(name=prop.END_OF_SUPPORT, value=end_of_support),
+            *(Property(name=name, value=value) for name, value in spec.properties),
         ],
     )
 

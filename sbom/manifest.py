@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from packageurl import PackageURL
 
-from sbom.errors import ComponentManifestError
+from sbom.errors import ComponentManifestError, SbomError, SbomInputError
 from sbom.properties import SUPPORT_LEVELS, UNKNOWN
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "ComponentManifest",
     "ComponentSpec",
     "OrganizationSpec",
+    "component_from_fields",
     "load_component_manifest",
     "load_manifest",
 ]
@@ -129,6 +130,9 @@ class ComponentSpec:
         end_of_support: End-of-support date, or ``None`` if unknown.
         depends_on: bom-refs of the components this one depends on.
         description: Free text, or ``None``.
+        properties: Further ``(name, value)`` CycloneDX properties, e.g. the
+            Yocto recipe a package was built from (other inputs than the
+            manifest set them; the manifest cannot).
     """
 
     name: str
@@ -143,6 +147,7 @@ class ComponentSpec:
     end_of_support: datetime.date | None = None
     depends_on: tuple[str, ...] = ()
     description: str | None = None
+    properties: tuple[tuple[str, str], ...] = ()
 
     @property
     def bom_ref(self) -> str:
@@ -170,20 +175,32 @@ class ComponentManifest:
 class _Where:
     """Builds error messages that name the file, the component and the field."""
 
-    def __init__(self, path: Path, index: int | None = None, name: object = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        index: int | None = None,
+        name: object = None,
+        label: str | None = None,
+        error: type[SbomError] = ComponentManifestError,
+    ) -> None:
         self.path = path
         self.index = index
         self.name = name
+        self.label = label
+        self.kind = error
 
-    def error(self, field: str | None, problem: str) -> ComponentManifestError:
+    def error(self, field: str | None, problem: str) -> SbomError:
         where = str(self.path)
-        if self.index is not None:
+        if self.label is not None:
+            where += f": {self.label}"
+        elif self.index is not None:
             where += f": [[component]] #{self.index}"
-            if isinstance(self.name, str) and self.name:
-                where += f" ({self.name!r})"
+        named = isinstance(self.name, str) and self.name
+        if (self.index is not None or self.label is not None) and named:
+            where += f" ({self.name!r})"
         if field is not None:
             where += f": field {field!r}"
-        return ComponentManifestError(f"{where}: {problem}")
+        return self.kind(f"{where}: {problem}")
 
 
 def load_manifest(path: Path) -> ComponentManifest:
@@ -242,6 +259,39 @@ def load_manifest(path: Path) -> ComponentManifest:
         supplier=_parse_organization(data, "supplier", top),
         manufacturer=_parse_organization(data, "manufacturer", top),
     )
+
+
+def component_from_fields(
+    fields: Mapping[str, Any],
+    path: Path,
+    label: str,
+    properties: tuple[tuple[str, str], ...] = (),
+) -> ComponentSpec:
+    """Validate a component another input describes, by the manifest's rules.
+
+    Yocto manifests, dpkg status files and merged SBOMs describe components
+    too; their facts are put in a manifest-shaped table so that the same rules
+    apply (canonical purl, CPE syntax, SPDX licenses, hash lengths, dates).
+
+    Args:
+        fields: Manifest keys (``name``, ``version``, ``purl`` ...), without
+            ``depends_on``.
+        path: The input file, for messages.
+        label: Where in the file, for messages (e.g. ``line 12``).
+        properties: Further CycloneDX properties for the component.
+
+    Returns:
+        The validated component.
+
+    Raises:
+        SbomInputError: A field breaks a rule; the message names the file,
+            ``label``, the component and the field.
+    """
+    where = _Where(path, None, fields.get("name"), label=label, error=SbomInputError)
+    spec, _ = _parse_component(fields, where)
+    if properties:
+        spec = dataclasses.replace(spec, properties=properties)
+    return spec
 
 
 def load_component_manifest(path: Path) -> list[ComponentSpec]:

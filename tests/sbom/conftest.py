@@ -108,3 +108,20 @@ def build(make_sbom: Callable[..., bytes]) -> Callable[..., dict[str, Any]]:
         return doc
 
     return parsed
+
+
+#: Real advisories written as fixtures (OSV folder, NVD CVE JSON 2.0, CISA KEV).
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def vulndb_path(tmp_path: Path) -> Path:
+    """A store holding every fixture feed: OSV folder, NVD feed, KEV catalog."""
+    from sbom.feeds import read_feed
+    from sbom.vulndb import VulnDb
+
+    path = tmp_path / "vulndb.sqlite"
+    with VulnDb.open(path, create=True) as db:
+        for feed in ("osv", "nvdcve-2.0-sample.json", "known_exploited_vulnerabilities.json"):
+            db.import_feed(read_feed(FIXTURES / feed))
+    return path

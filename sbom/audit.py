@@ -1,0 +1,372 @@
+"""Matching SBOM components against advisories: pure, no I/O.
+
+A component is matched by its package URL against OSV records (``SEMVER`` and
+``ECOSYSTEM`` ranges and listed versions) and by its CPE against NVD
+configurations (exact versions and ``versionStart/End`` bounds). Advisories
+about the same vulnerability (an OSV record whose alias is the CVE an NVD
+record describes) become one finding. Each finding carries its severity, its
+KEV status, the versions that fix it and the manufacturer's latest VEX
+analysis; a finding without one needs triage.
+
+The advisories come from an :class:`AdvisorySource` (the store implements it);
+this module only decides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from sbom._cpe import parse_cpe
+from sbom._purl import purl_keys
+from sbom.advisory import Advisory, CpeRange, KevEntry, OsvRange, PackageRange
+from sbom.model import SbomComponent, component_identity
+from sbom.versions import Scheme, compare, scheme_for_ecosystem
+from sbom.vex import Analysis
+
+__all__ = [
+    "SEVERITIES",
+    "AdvisorySource",
+    "AuditResult",
+    "Finding",
+    "audit",
+    "cpe_affects",
+    "osv_affects",
+]
+
+#: Severity labels, most severe first.
+SEVERITIES = ("critical", "high", "medium", "low", "none", "unknown")
+#: Analysis states that settle a finding; ``in_triage`` does not.
+_SETTLED = frozenset(
+    {"resolved", "resolved_with_pedigree", "exploitable", "false_positive", "not_affected"}
+)
+
+
+class AdvisorySource(Protocol):
+    """Where advisories are looked up (implemented by :class:`sbom.vulndb.VulnDb`)."""
+
+    def packages(self, ecosystem: str, name: str) -> list[tuple[Advisory, PackageRange]]:
+        """Advisories affecting the package ``(ecosystem, name)``."""
+        ...  # pragma: no cover
+
+    def cpes(self, vendor: str, product: str) -> list[tuple[Advisory, CpeRange]]:
+        """Advisories affecting a CPE product (``vendor`` ``*``: any)."""
+        ...  # pragma: no cover
+
+    def kev(self, cve_ids: Iterable[str]) -> dict[str, KevEntry]:
+        """KEV entries of those ids in the catalog."""
+        ...  # pragma: no cover
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """A vulnerability that affects a component.
+
+    Attributes:
+        vuln_id: The vulnerability's id: its CVE id when known.
+        aliases: The other ids of the advisories it came from.
+        component: The affected component.
+        matched_by: ``purl`` and/or ``cpe``.
+        sources: ``source:id`` of each advisory, e.g. ``nvd:CVE-2018-25032``.
+        summary: One line describing the vulnerability.
+        cvss_score: The highest CVSS base score of the advisories, or ``None``.
+        cvss_vector: The vector of that score, or ``None``.
+        severity: One of :data:`SEVERITIES`.
+        fixed_versions: Versions the advisories say fix it.
+        kev: The KEV entry when the vulnerability is known to be exploited.
+        analysis: The latest VEX analysis, or ``None``.
+    """
+
+    vuln_id: str
+    aliases: tuple[str, ...]
+    component: SbomComponent
+    matched_by: tuple[str, ...]
+    sources: tuple[str, ...]
+    summary: str
+    cvss_score: float | None
+    cvss_vector: str | None
+    severity: str
+    fixed_versions: tuple[str, ...]
+    kev: KevEntry | None = None
+    analysis: Analysis | None = None
+
+    @property
+    def needs_triage(self) -> bool:
+        """True when no analysis settles the finding (none, or ``in_triage``)."""
+        return self.analysis is None or self.analysis.state not in _SETTLED
+
+    def sort_key(self) -> tuple[Any, ...]:
+        """Known-exploited first, then by score and severity, then by id."""
+        return (
+            self.kev is None,
+            -(self.cvss_score if self.cvss_score is not None else -1.0),
+            SEVERITIES.index(self.severity),
+            self.vuln_id,
+            self.component.label,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The finding as a JSON object."""
+        analysis = None
+        if self.analysis is not None:
+            analysis = {**self.analysis.statement()}
+        return {
+            "id": self.vuln_id,
+            "aliases": list(self.aliases),
+            "component": {
+                "bom-ref": self.component.bom_ref,
+                "name": self.component.name,
+                "version": self.component.version,
+                "purl": self.component.purl,
+                "cpe": self.component.cpe,
+            },
+            "matched_by": list(self.matched_by),
+            "sources": list(self.sources),
+            "summary": self.summary,
+            "severity": self.severity,
+            "cvss_score": self.cvss_score,
+            "cvss_vector": self.cvss_vector,
+            "fixed_versions": list(self.fixed_versions),
+            "kev": dataclasses.asdict(self.kev) if self.kev else None,
+            "analysis": analysis,
+            "needs_triage": self.needs_triage,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditResult:
+    """What an audit found.
+
+    Attributes:
+        findings: Sorted by :meth:`Finding.sort_key`.
+        components: How many components were audited.
+        unidentified: Components with neither a usable package URL nor a CPE,
+            which no advisory can match: a reviewer must know they were not checked.
+    """
+
+    findings: tuple[Finding, ...]
+    components: int
+    unidentified: tuple[SbomComponent, ...]
+
+    @property
+    def needs_triage(self) -> tuple[Finding, ...]:
+        """Findings without a settling analysis."""
+        return tuple(f for f in self.findings if f.needs_triage)
+
+    def counts(self) -> dict[str, int]:
+        """Finding counts: total, per severity, KEV, needing triage."""
+        result = {"findings": len(self.findings), "kev": 0, "needs_triage": 0}
+        result.update(dict.fromkeys(SEVERITIES, 0))
+        for f in self.findings:
+            result[f.severity] += 1
+            result["kev"] += f.kev is not None
+            result["needs_triage"] += f.needs_triage
+        return result
+
+
+# ------------------------------------------------------------------ matching
+def osv_affects(version: str, package: PackageRange) -> bool:
+    """Whether an OSV ``affected`` entry covers ``version``.
+
+    The version is affected if it is listed in ``versions``, or lies in a
+    ``SEMVER`` or ``ECOSYSTEM`` range evaluated as the OSV schema says: events
+    sorted by version, ``introduced`` opens, ``fixed`` closes (exclusive),
+    ``last_affected`` closes (inclusive), ``limit`` caps. ``GIT`` ranges need
+    the repository and never match here.
+    """
+    if version in package.versions:
+        return True
+    for osv_range in package.ranges:
+        if osv_range.type == "GIT":
+            continue
+        scheme = (
+            Scheme.SEMVER if osv_range.type == "SEMVER" else scheme_for_ecosystem(package.ecosystem)
+        )
+        if _in_osv_range(version, osv_range, scheme):
+            return True
+    return False
+
+
+def _in_osv_range(version: str, osv_range: OsvRange, scheme: Scheme) -> bool:
+    def order(a: tuple[str, str], b: tuple[str, str]) -> int:
+        # "introduced 0" is before every version.
+        if a[1] == "0" and a[0] == "introduced":
+            return -1 if b != a else 0
+        if b[1] == "0" and b[0] == "introduced":
+            return 1
+        return compare(a[1], b[1], scheme)
+
+    limits = [v for kind, v in osv_range.events if kind == "limit" and v != "*"]
+    if limits and not any(compare(version, limit, scheme) < 0 for limit in limits):
+        return False
+    affected = False
+    for kind, bound in sorted(osv_range.events, key=functools.cmp_to_key(order)):
+        if kind == "introduced":
+            if bound == "0" or compare(version, bound, scheme) >= 0:
+                affected = True
+        elif kind == "fixed":
+            if compare(version, bound, scheme) >= 0:
+                affected = False
+        elif kind == "last_affected" and compare(version, bound, scheme) > 0:
+            affected = False
+    return affected
+
+
+def cpe_affects(version: str, update: str, cpe_range: CpeRange) -> bool:
+    """Whether an NVD ``cpeMatch`` entry covers a version of its product.
+
+    An exact version in the criteria must equal ``version``; ``*`` with bounds
+    needs ``version`` inside all of them; ``*`` without bounds covers every
+    version. A specific ``update`` in the criteria must equal the component's.
+    """
+    if cpe_range.update not in ("*", "-") and update not in ("*", cpe_range.update):
+        return False
+    generic = Scheme.GENERIC
+    if cpe_range.version not in ("*", "-", ""):
+        return compare(version, cpe_range.version, generic) == 0
+    if cpe_range.version == "-":
+        return False
+
+    def outside(bound: str | None, allowed: tuple[int, ...]) -> bool:
+        if bound is None:
+            return False
+        c = compare(version, bound, generic)
+        return (c > 0) - (c < 0) not in allowed
+
+    return not (
+        outside(cpe_range.start_including, (0, 1))
+        or outside(cpe_range.start_excluding, (1,))
+        or outside(cpe_range.end_including, (-1, 0))
+        or outside(cpe_range.end_excluding, (-1,))
+    )
+
+
+# --------------------------------------------------------------------- audit
+@dataclasses.dataclass
+class _Match:
+    advisory: Advisory
+    via: str
+    fixed: list[str]
+
+
+def audit(
+    components: Sequence[SbomComponent],
+    source: AdvisorySource,
+    analyses: Iterable[Analysis] = (),
+) -> AuditResult:
+    """Audit components against the advisories of ``source``.
+
+    Args:
+        components: The SBOM's components (:func:`sbom.model.read_components`).
+        source: Where advisories are looked up.
+        analyses: VEX statements, oldest first; for each vulnerability and
+            component the last statement applies. A statement applies to a
+            component with the same identity and hashes
+            (:func:`sbom.model.component_identity`).
+
+    Returns:
+        The findings, sorted, and the components no advisory could be matched to.
+    """
+    latest: dict[tuple[str, str, str], Analysis] = {}
+    for analysis in analyses:
+        latest[analysis.key] = analysis
+    findings: list[Finding] = []
+    unidentified: list[SbomComponent] = []
+    for component in components:
+        matches, identified = _matches(component, source)
+        if not identified:
+            unidentified.append(component)
+        findings.extend(_findings(component, matches, source, latest))
+    findings.sort(key=Finding.sort_key)
+    return AuditResult(tuple(findings), len(components), tuple(unidentified))
+
+
+def _matches(component: SbomComponent, source: AdvisorySource) -> tuple[list[_Match], bool]:
+    matches: list[_Match] = []
+    identified = False
+    keys = purl_keys(component.purl) if component.purl else None
+    version = (keys.version if keys else None) or component.version
+    if keys is not None and version:
+        identified = True
+        seen: set[tuple[str, str]] = set()
+        for ecosystem, name in keys.keys:
+            for advisory, package in source.packages(ecosystem, name):
+                if (advisory.source, advisory.id) in seen or not osv_affects(version, package):
+                    continue
+                seen.add((advisory.source, advisory.id))
+                fixed = [v for r in package.ranges for kind, v in r.events if kind == "fixed"]
+                matches.append(_Match(advisory, "purl", fixed))
+    cpe = parse_cpe(component.cpe) if component.cpe else None
+    cpe_version = cpe.version if cpe and cpe.version not in ("*", "-") else component.version
+    if cpe is not None and cpe_version:
+        identified = True
+        seen_cpe: set[str] = set()
+        for advisory, cpe_range in source.cpes(cpe.vendor, cpe.product):
+            if cpe.part not in ("*", cpe_range.part) and cpe_range.part != "*":
+                continue
+            if advisory.id in seen_cpe or not cpe_affects(cpe_version, cpe.update, cpe_range):
+                continue
+            seen_cpe.add(advisory.id)
+            fixed = [cpe_range.end_excluding] if cpe_range.end_excluding else []
+            matches.append(_Match(advisory, "cpe", fixed))
+    return matches, identified
+
+
+def _findings(
+    component: SbomComponent,
+    matches: list[_Match],
+    source: AdvisorySource,
+    latest: dict[tuple[str, str, str], Analysis],
+) -> list[Finding]:
+    # Advisories sharing an id or alias describe one vulnerability.
+    groups: list[tuple[set[str], list[_Match]]] = []
+    for match in matches:
+        ids = {match.advisory.id, *match.advisory.aliases}
+        joined = [g for g in groups if g[0] & ids]
+        merged_ids, merged = set(ids), [match]
+        for g in joined:
+            groups.remove(g)
+            merged_ids |= g[0]
+            merged = g[1] + merged
+        groups.append((merged_ids, merged))
+    if not groups:
+        return []
+    all_ids = {i for ids, _ in groups for i in ids}
+    kev = source.kev(i for i in all_ids if i.startswith("CVE-"))
+    identity, hashes = component_identity(component)
+    result: list[Finding] = []
+    for ids, group in groups:
+        cves = sorted(i for i in ids if i.startswith("CVE-"))
+        vuln_id = cves[0] if cves else sorted(ids)[0]
+        scored = [m.advisory for m in group if m.advisory.cvss_score is not None]
+        best = max(scored, key=lambda a: a.cvss_score or 0.0) if scored else group[0].advisory
+        severity = best.severity
+        if not scored:  # a qualitative severity (GitHub's) is better than none
+            severity = min((m.advisory.severity for m in group), key=SEVERITIES.index)
+        analysis = next(
+            (
+                latest[(i, identity, hashes)]
+                for i in [vuln_id, *sorted(ids - {vuln_id})]
+                if (i, identity, hashes) in latest
+            ),
+            None,
+        )
+        result.append(
+            Finding(
+                vuln_id=vuln_id,
+                aliases=tuple(sorted(ids - {vuln_id})),
+                component=component,
+                matched_by=tuple(sorted({m.via for m in group})),
+                sources=tuple(sorted({f"{m.advisory.source}:{m.advisory.id}" for m in group})),
+                summary=next((m.advisory.summary for m in group if m.advisory.summary), ""),
+                cvss_score=best.cvss_score,
+                cvss_vector=best.cvss_vector,
+                severity=severity,
+                fixed_versions=tuple(dict.fromkeys(v for m in group for v in m.fixed)),
+                kev=next((kev[c] for c in cves if c in kev), None),
+                analysis=analysis,
+            )
+        )
+    return result

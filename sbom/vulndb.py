@@ -1,0 +1,581 @@
+"""The offline vulnerability store: one SQLite file.
+
+It holds advisories (OSV records and NVD CVEs), the CISA KEV catalog, the
+record of every import (source, file, sha256 of what was read, counts, time)
+and the append-only history of VEX analyses.
+
+Lookups are by index only: affected packages by ``(ecosystem, name)``, affected
+CPEs by ``(product, vendor)``, KEV entries and analyses by id. An audit of an
+SBOM therefore costs a few queries per component whatever the number of
+advisories in the store (bench/sbom_audit.py measures it).
+
+Every import is one transaction: a feed that turns out to be bad half-way
+leaves the store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sbom._purl import package_key
+from sbom.advisory import Advisory, CpeRange, KevEntry, OsvRange, PackageRange
+from sbom.errors import VulnDbError
+from sbom.feeds import Feed
+from sbom.vex import Analysis, utc_timestamp
+
+__all__ = ["ImportRecord", "VulnDb"]
+
+logger = logging.getLogger(__name__)
+
+_APPLICATION_ID = 0x50475644  # "PGVD": marks the file as a pumpguard store
+_SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE imports (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,            -- osv | nvd | kev
+    name TEXT NOT NULL,              -- the file or folder as given
+    sha256 TEXT NOT NULL,            -- of what was read
+    advisories INTEGER NOT NULL,
+    kev_entries INTEGER NOT NULL,
+    feed_version TEXT,
+    imported_at TEXT NOT NULL
+);
+CREATE TABLE advisories (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    vuln_id TEXT NOT NULL,
+    aliases TEXT NOT NULL,           -- JSON array
+    summary TEXT NOT NULL,
+    published TEXT,
+    modified TEXT,
+    cvss_score REAL,
+    cvss_vector TEXT,
+    severity TEXT NOT NULL,
+    import_id INTEGER NOT NULL REFERENCES imports(id),
+    UNIQUE (source, vuln_id)
+);
+CREATE TABLE affected_packages (
+    advisory INTEGER NOT NULL REFERENCES advisories(id),
+    ecosystem TEXT NOT NULL,         -- lookup key (sbom._purl.package_key)
+    name TEXT NOT NULL,              -- lookup key
+    raw_ecosystem TEXT NOT NULL,     -- as the record writes it; decides version ordering
+    raw_name TEXT NOT NULL,
+    ranges TEXT NOT NULL,            -- JSON [[type, [[event, version], ...]], ...]
+    versions TEXT NOT NULL           -- JSON array
+);
+CREATE INDEX affected_packages_by_key ON affected_packages (ecosystem, name);
+CREATE INDEX affected_packages_by_advisory ON affected_packages (advisory);
+CREATE TABLE affected_cpes (
+    advisory INTEGER NOT NULL REFERENCES advisories(id),
+    part TEXT NOT NULL,
+    vendor TEXT NOT NULL,
+    product TEXT NOT NULL,
+    version TEXT NOT NULL,
+    cpe_update TEXT NOT NULL,
+    start_including TEXT,
+    start_excluding TEXT,
+    end_including TEXT,
+    end_excluding TEXT
+);
+CREATE INDEX affected_cpes_by_key ON affected_cpes (product, vendor);
+CREATE INDEX affected_cpes_by_advisory ON affected_cpes (advisory);
+CREATE TABLE kev (
+    cve_id TEXT PRIMARY KEY,
+    vendor_project TEXT NOT NULL,
+    product TEXT NOT NULL,
+    name TEXT NOT NULL,
+    date_added TEXT NOT NULL,
+    due_date TEXT,
+    ransomware TEXT NOT NULL,
+    import_id INTEGER NOT NULL REFERENCES imports(id)
+);
+CREATE TABLE vex_analyses (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    vuln_id TEXT NOT NULL,
+    component TEXT NOT NULL,
+    hashes TEXT NOT NULL,
+    bom_ref TEXT,
+    state TEXT NOT NULL,
+    justification TEXT,
+    responses TEXT NOT NULL,         -- JSON array
+    detail TEXT NOT NULL,
+    author TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    origin TEXT NOT NULL             -- "recorded", or "imported from FILE"
+);
+CREATE INDEX vex_by_component ON vex_analyses (component, vuln_id);
+-- The history of analyses is evidence: nothing rewrites or removes it.
+CREATE TRIGGER vex_analyses_no_update BEFORE UPDATE ON vex_analyses
+BEGIN SELECT RAISE(ABORT, 'VEX analyses are append-only'); END;
+CREATE TRIGGER vex_analyses_no_delete BEFORE DELETE ON vex_analyses
+BEGIN SELECT RAISE(ABORT, 'VEX analyses are append-only'); END;
+"""
+
+_PACKAGES_QUERY = (
+    "SELECT a.source, a.vuln_id, a.aliases, a.summary, a.published, a.modified, "
+    "a.cvss_score, a.cvss_vector, a.severity, "
+    "p.raw_ecosystem, p.raw_name, p.ranges, p.versions "
+    "FROM affected_packages p JOIN advisories a ON a.id = p.advisory "
+    "WHERE p.ecosystem = ? AND p.name = ?"
+)
+_CPES_QUERY = (
+    "SELECT a.source, a.vuln_id, a.aliases, a.summary, a.published, a.modified, "
+    "a.cvss_score, a.cvss_vector, a.severity, "
+    "c.part, c.vendor, c.product, c.version, c.cpe_update, "
+    "c.start_including, c.start_excluding, c.end_including, c.end_excluding "
+    "FROM affected_cpes c JOIN advisories a ON a.id = c.advisory "
+    "WHERE c.product = ? AND (? = '*' OR c.vendor IN (?, '*'))"
+)
+_ANALYSES_QUERY = (
+    "SELECT seq, vuln_id, component, hashes, state, justification, responses, detail, "
+    "author, timestamp, bom_ref FROM vex_analyses"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportRecord:
+    """One import into the store.
+
+    Attributes:
+        source: ``osv``, ``nvd`` or ``kev``.
+        name: The file or folder as given.
+        sha256: sha256 of what was read (see :class:`sbom.feeds.Feed`).
+        advisories: Advisories imported (OSV records or CVEs).
+        kev_entries: KEV entries imported.
+        feed_version: The feed's timestamp or catalog version, if it has one.
+        imported_at: When, ISO 8601 UTC.
+    """
+
+    source: str
+    name: str
+    sha256: str
+    advisories: int
+    kev_entries: int
+    feed_version: str | None
+    imported_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as a JSON object."""
+        return dataclasses.asdict(self)
+
+
+class VulnDb:
+    """An open vulnerability store. Use :meth:`open` or :meth:`create`."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    # ---------------------------------------------------------------- opening
+    @classmethod
+    def open(cls, path: Path, *, create: bool = False, readonly: bool = False) -> VulnDb:
+        """Open a store.
+
+        Args:
+            path: The SQLite file.
+            create: Create the store if the file does not exist.
+            readonly: Open for reading only (audits); the file must exist.
+
+        Raises:
+            VulnDbError: The file does not exist (and ``create`` is false), is
+                not a pumpguard store, or has a schema this version cannot read.
+        """
+        exists = path.exists()
+        if not exists and not create:
+            raise VulnDbError(
+                f"no vulnerability store at {path}; create one with 'pumpguard vulndb import'"
+            )
+        try:
+            if readonly:
+                connection = sqlite3.connect(
+                    f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None
+                )
+            else:
+                connection = sqlite3.connect(path, isolation_level=None)
+        except sqlite3.Error as e:
+            raise VulnDbError(f"cannot open {path}: {e}") from e
+        store = cls(connection, path)
+        try:
+            connection.execute("PRAGMA foreign_keys = ON")
+            if not exists:
+                store._create_schema()
+            store._check_schema()
+        except sqlite3.DatabaseError as e:
+            connection.close()
+            raise VulnDbError(f"{path} is not a pumpguard vulnerability store: {e}") from e
+        except VulnDbError:
+            connection.close()
+            raise
+        return store
+
+    def _create_schema(self) -> None:
+        # One statement at a time: executescript() would commit the transaction.
+        with self._transaction():
+            for statement in _statements(_SCHEMA):
+                self._db.execute(statement)
+            self._db.execute("PRAGMA application_id = 1346852420")  # _APPLICATION_ID
+            self._db.execute("PRAGMA user_version = 1")  # _SCHEMA_VERSION
+
+    def _check_schema(self) -> None:
+        (app_id,) = self._db.execute("PRAGMA application_id").fetchone()
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if app_id != _APPLICATION_ID:
+            raise VulnDbError(f"{self.path} is not a pumpguard vulnerability store")
+        if version != _SCHEMA_VERSION:
+            raise VulnDbError(
+                f"{self.path} has store schema {version}; this pumpguard reads {_SCHEMA_VERSION}"
+            )
+
+    def close(self) -> None:
+        """Close the store."""
+        self._db.close()
+
+    def __enter__(self) -> VulnDb:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    # --------------------------------------------------------------- imports
+    def import_feed(
+        self,
+        feed: Feed,
+        *,
+        progress: Callable[[int], None] | None = None,
+        now: datetime.datetime | None = None,
+    ) -> ImportRecord:
+        """Import a parsed feed in one transaction.
+
+        An advisory already in the store from the same source (same id) is
+        replaced by the feed's; KEV entries likewise.
+
+        Args:
+            feed: What :func:`sbom.feeds.read_feed` returned.
+            progress: Called with the number of records written since the last call.
+            now: Time to record; default now.
+
+        Returns:
+            The record of the import, also stored.
+        """
+        tick = progress or (lambda n: None)
+        record = ImportRecord(
+            source=feed.kind,
+            name=feed.name,
+            sha256=feed.sha256,
+            advisories=len(feed.advisories),
+            kev_entries=len(feed.kev),
+            feed_version=feed.feed_version,
+            imported_at=utc_timestamp(now),
+        )
+        try:
+            with self._transaction():
+                cursor = self._db.execute(
+                    "INSERT INTO imports (source, name, sha256, advisories, kev_entries, "
+                    "feed_version, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.source,
+                        record.name,
+                        record.sha256,
+                        record.advisories,
+                        record.kev_entries,
+                        record.feed_version,
+                        record.imported_at,
+                    ),
+                )
+                import_id = cursor.lastrowid
+                for i, advisory in enumerate(feed.advisories, start=1):
+                    self._put_advisory(advisory, import_id)
+                    if i % 1000 == 0:
+                        tick(1000)
+                tick(len(feed.advisories) % 1000)
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO kev VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        (
+                            k.cve_id,
+                            k.vendor_project,
+                            k.product,
+                            k.name,
+                            k.date_added,
+                            k.due_date,
+                            k.ransomware,
+                            import_id,
+                        )
+                        for k in feed.kev
+                    ),
+                )
+                tick(len(feed.kev))
+        except sqlite3.Error as e:
+            raise VulnDbError(f"cannot import {feed.name} into {self.path}: {e}") from e
+        logger.info(
+            "imported %s feed %s (sha256 %s): %d advisories, %d KEV entries",
+            feed.kind,
+            feed.name,
+            feed.sha256,
+            record.advisories,
+            record.kev_entries,
+        )
+        return record
+
+    def _put_advisory(self, advisory: Advisory, import_id: int | None) -> None:
+        (row_id,) = self._db.execute(
+            "INSERT INTO advisories (source, vuln_id, aliases, summary, published, modified, "
+            "cvss_score, cvss_vector, severity, import_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (source, vuln_id) DO UPDATE SET aliases = excluded.aliases, "
+            "summary = excluded.summary, published = excluded.published, "
+            "modified = excluded.modified, cvss_score = excluded.cvss_score, "
+            "cvss_vector = excluded.cvss_vector, severity = excluded.severity, "
+            "import_id = excluded.import_id RETURNING id",
+            (
+                advisory.source,
+                advisory.id,
+                json.dumps(list(advisory.aliases)),
+                advisory.summary,
+                advisory.published,
+                advisory.modified,
+                advisory.cvss_score,
+                advisory.cvss_vector,
+                advisory.severity,
+                import_id,
+            ),
+        ).fetchone()
+        # A replaced advisory's affected entries go with it.
+        self._db.execute("DELETE FROM affected_packages WHERE advisory = ?", (row_id,))
+        self._db.execute("DELETE FROM affected_cpes WHERE advisory = ?", (row_id,))
+        if advisory.packages:
+            self._db.executemany(
+                "INSERT INTO affected_packages VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (
+                        row_id,
+                        *package_key(p.ecosystem, p.name),
+                        p.ecosystem,
+                        p.name,
+                        json.dumps([[r.type, [list(e) for e in r.events]] for r in p.ranges]),
+                        json.dumps(list(p.versions)),
+                    )
+                    for p in advisory.packages
+                ),
+            )
+        if advisory.cpes:
+            self._db.executemany(
+                "INSERT INTO affected_cpes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (
+                        row_id,
+                        c.part,
+                        c.vendor,
+                        c.product,
+                        c.version,
+                        c.update,
+                        c.start_including,
+                        c.start_excluding,
+                        c.end_including,
+                        c.end_excluding,
+                    )
+                    for c in advisory.cpes
+                ),
+            )
+
+    def imports(self) -> list[ImportRecord]:
+        """Every import, oldest first."""
+        rows = self._db.execute(
+            "SELECT source, name, sha256, advisories, kev_entries, feed_version, imported_at "
+            "FROM imports ORDER BY id"
+        ).fetchall()
+        return [ImportRecord(*row) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        """How many advisories (per source), KEV entries and analyses the store holds."""
+        result = {"osv": 0, "nvd": 0}
+        for source, count in self._db.execute(
+            "SELECT source, COUNT(*) FROM advisories GROUP BY source"
+        ):
+            result[source] = count
+        result["kev"] = self._db.execute("SELECT COUNT(*) FROM kev").fetchone()[0]
+        result["vex_analyses"] = self._db.execute("SELECT COUNT(*) FROM vex_analyses").fetchone()[0]
+        return result
+
+    # --------------------------------------------------------------- lookups
+    def packages(self, ecosystem: str, name: str) -> list[tuple[Advisory, PackageRange]]:
+        """Advisories affecting a package, by its ``sbom._purl.package_key``."""
+        rows = self._db.execute(_PACKAGES_QUERY, (ecosystem, name)).fetchall()
+        return [(_advisory(row[:9]), _package_range(row[9:])) for row in rows]
+
+    def cpes(self, vendor: str, product: str) -> list[tuple[Advisory, CpeRange]]:
+        """Advisories affecting a CPE product; ``vendor`` ``*`` means any vendor."""
+        rows = self._db.execute(_CPES_QUERY, (product, vendor, vendor)).fetchall()
+        return [(_advisory(row[:9]), CpeRange(*row[9:])) for row in rows]
+
+    def kev(self, cve_ids: Iterable[str]) -> dict[str, KevEntry]:
+        """The KEV entries of those of ``cve_ids`` that are in the catalog."""
+        result: dict[str, KevEntry] = {}
+        for cve_id in set(cve_ids):
+            row = self._db.execute(
+                "SELECT cve_id, vendor_project, product, name, date_added, due_date, ransomware "
+                "FROM kev WHERE cve_id = ?",
+                (cve_id,),
+            ).fetchone()
+            if row is not None:
+                result[cve_id] = KevEntry(*row)
+        return result
+
+    # ------------------------------------------------------------------- VEX
+    def record_analyses(self, analyses: Sequence[Analysis], origin: str = "recorded") -> int:
+        """Append analyses to the history, in one transaction.
+
+        A statement identical to one already recorded (same subject, state,
+        justification, responses, detail, author and timestamp) is not
+        recorded twice, so importing the same VEX document again is harmless.
+
+        Returns:
+            How many statements were added.
+        """
+        added = 0
+        recorded_at = utc_timestamp()
+        try:
+            with self._transaction():
+                for a in analyses:
+                    if self._has_statement(a):
+                        continue
+                    self._db.execute(
+                        "INSERT INTO vex_analyses (vuln_id, component, hashes, bom_ref, state, "
+                        "justification, responses, detail, author, timestamp, recorded_at, origin) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            a.vuln_id,
+                            a.component,
+                            a.hashes,
+                            a.bom_ref,
+                            a.state,
+                            a.justification,
+                            json.dumps(list(a.responses)),
+                            a.detail,
+                            a.author,
+                            a.timestamp,
+                            recorded_at,
+                            origin,
+                        ),
+                    )
+                    added += 1
+        except sqlite3.Error as e:
+            raise VulnDbError(f"cannot record analyses in {self.path}: {e}") from e
+        return added
+
+    def _has_statement(self, a: Analysis) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM vex_analyses WHERE component = ? AND vuln_id = ? AND hashes = ? "
+            "AND state = ? AND justification IS ? AND responses = ? AND detail = ? "
+            "AND author = ? AND timestamp = ?",
+            (
+                a.component,
+                a.vuln_id,
+                a.hashes,
+                a.state,
+                a.justification,
+                json.dumps(list(a.responses)),
+                a.detail,
+                a.author,
+                a.timestamp,
+            ),
+        ).fetchone()
+        return row is not None
+
+    def analyses(self, components: Iterable[str] | None = None) -> list[Analysis]:
+        """Recorded statements, oldest first.
+
+        Args:
+            components: Only those about these component identities; default all.
+        """
+        rows: list[Any] = []
+        if components is None:
+            rows = self._db.execute(_ANALYSES_QUERY).fetchall()
+        else:
+            for component in set(components):
+                rows += self._db.execute(
+                    "SELECT seq, vuln_id, component, hashes, state, justification, responses, "
+                    "detail, author, timestamp, bom_ref FROM vex_analyses WHERE component = ?",
+                    (component,),
+                ).fetchall()
+        return [_analysis(row[1:]) for row in sorted(rows, key=lambda row: row[0])]
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on any exception."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        if kind is None:
+            self._db.execute("COMMIT")
+        else:
+            self._db.execute("ROLLBACK")
+
+
+def _statements(script: str) -> Iterator[str]:
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+
+
+def _advisory(row: Sequence[Any]) -> Advisory:
+    source, vuln_id, aliases, summary, published, modified, score, vector, severity = row
+    return Advisory(
+        source=source,
+        id=vuln_id,
+        aliases=tuple(json.loads(aliases)),
+        summary=summary,
+        published=published,
+        modified=modified,
+        cvss_score=score,
+        cvss_vector=vector,
+        severity=severity,
+    )
+
+
+def _package_range(row: Sequence[Any]) -> PackageRange:
+    ecosystem, name, ranges, versions = row
+    return PackageRange(
+        ecosystem=ecosystem,
+        name=name,
+        ranges=tuple(
+            OsvRange(type=kind, events=tuple((e[0], e[1]) for e in events))
+            for kind, events in json.loads(ranges)
+        ),
+        versions=tuple(json.loads(versions)),
+    )
+
+
+def _analysis(row: Sequence[Any]) -> Analysis:
+    vuln_id, component, hashes, state, justification, responses, detail, author, ts, ref = row
+    return Analysis(
+        vuln_id=vuln_id,
+        component=component,
+        hashes=hashes,
+        state=state,
+        justification=justification,
+        responses=tuple(json.loads(responses)),
+        detail=detail,
+        author=author,
+        timestamp=ts,
+        bom_ref=ref,
+    )
