@@ -36,6 +36,7 @@ from pumpguard.device_auth import sign_request
 from pumpguard.release import ReleaseInfo
 
 console = Console(highlight=False)
+FEEDS = Path(__file__).resolve().parent / "demo-feeds"
 
 COMPONENTS = """\
 [supplier]
@@ -56,6 +57,7 @@ name = "openssl"
 version = "3.0.13"
 supplier = "OpenSSL Software Foundation"
 purl = "pkg:generic/openssl@3.0.13"
+cpe = "cpe:2.3:a:openssl:openssl:3.0.13:*:*:*:*:*:*:*"
 licenses = ["Apache-2.0"]
 support_level = "supported"
 end_of_support = 2026-09-07
@@ -64,6 +66,9 @@ end_of_support = 2026-09-07
 name = "infusion-control"
 version = "4.2.0"
 supplier = "Acme Medical Devices"
+purl = "pkg:generic/acme/infusion-control@4.2.0"
+support_level = "supported"
+end_of_support = 2031-12-31
 licenses = ["LicenseRef-Acme-Proprietary"]
 depends_on = ["openssl"]
 """
@@ -330,11 +335,15 @@ def run(work: Path) -> None:
             "agent", "simulate", "firmware", "--version", "8.2.0", "--out", bad,
             "--behaviour", "selftest-fail", "--size", str(2 << 20),
         )  # fmt: skip
+        # 8.2.0 also moves OpenSSL to 3.0.15 (the reviewer's diff shows it).
+        components_82 = work / "components-8.2.0.toml"
+        components_82.write_text(COMPONENTS.replace("3.0.13", "3.0.15"))
         bad_bundle = work / "sigma-spectrum-8.2.0.tar"
         pumpguard(
             "release", "create", "--repo", data / "repo", "--product", "sigma-spectrum",
             "--version", "8.2.0", "--release-counter", "43", "--hardware-id", "rev-b",
-            "--firmware", bad, "--components", components, "--supplier", "Acme Medical Devices",
+            "--firmware", bad, "--components", components_82,
+            "--supplier", "Acme Medical Devices",
             "--notes", "Faster boot", "--out", bad_bundle, "--tar",
         )  # fmt: skip
         pumpguard("release", "sign", bad_bundle, "--key", keys / "re-carol.key")
@@ -366,7 +375,32 @@ def run(work: Path) -> None:
             why = detail.get("reason") or ""
             console.print(f"pump-0003 event {e['kind']:<15} {why}")
 
-    step("11. Audit chain and repository status")
+        step("11. A reviewer: the SBOM through TUF, its NTIA/FDA check, an offline audit")
+        sbom_81, sbom_82 = work / "sbom-8.1.0.cdx.json", work / "sbom-8.2.0.cdx.json"
+        root_file = repo / "metadata" / "1.root.json"
+        for version, out in (("8.1.0", sbom_81), ("8.2.0", sbom_82)):
+            pumpguard(
+                "sbom", "verify", "--server", base, "--release", f"sigma-spectrum/{version}",
+                "--root", root_file, "--out", out,
+            )  # fmt: skip
+    vulndb = work / "vulndb.sqlite"
+    pumpguard("sbom", "check", sbom_81, "--policy", "ntia")
+    console.print("[dim](the FDA policy also wants every component supported: OpenSSL 3.0 is not)")
+    pumpguard("sbom", "check", sbom_81, "--policy", "fda", expect_fail=True)
+    pumpguard("vulndb", "import", FEEDS / "nvdcve-2.0-openssl-excerpt.json", "--db", vulndb)
+    pumpguard("sbom", "audit", sbom_81, "--db", vulndb)
+    pumpguard(
+        "sbom", "vex", "record", sbom_81, "--db", vulndb, "--vuln", "CVE-2024-2511",
+        "--component", "pkg:generic/openssl@3.0.13", "--state", "not_affected",
+        "--justification", "code_not_reachable", "--author", "erin (security review)",
+        "--detail", "the pump never runs a TLS server; the affected session cache is server-side",
+    )  # fmt: skip
+    report = work / "audit-8.1.0.html"
+    pumpguard("sbom", "audit", sbom_81, "--db", vulndb, "--html", report)
+    console.print(f"[dim](reviewer report: {report})")
+    pumpguard("sbom", "diff", sbom_81, sbom_82, "--db", vulndb)
+
+    step("12. Audit chain and repository status")
     pumpguard("server", "audit", "verify", "--data", data)
     pumpguard("repo", "status", "--repo", data / "repo")
     console.print(

@@ -27,6 +27,16 @@ def test_demo_updates_defers_and_rolls_back_simulated_pumps(tmp_path: Path) -> N
     # pump-0003 rolled the failing 8.2.0 back and still runs 8.0.0.
     assert "pump-0003: idle\n  last update: 8.2.0 rolled-back (self-test-failed)" in out
     assert "pump-0003 event rolled-back     self-test-failed" in out
+    # The reviewer: SBOM fetched through TUF, checked, audited offline, triaged.
+    assert out.count("verified through TUF; it describes the published firmware") == 2
+    assert "policy ntia passes" in out
+    assert "FAIL [fda] openssl@3.0.13: end of support" in out
+    assert "CRITICAL 9.1 CVE-2024-5535 in openssl@3.0.13: fixed in 3.0.15 [NEEDS TRIAGE]" in out
+    assert "CVE-2024-0727" not in out  # fixed in 3.0.13: never reported
+    assert "CVE-2024-2511 in openssl@3.0.13: fixed in 3.0.14 [not_affected]" in out
+    assert "vulnerability fixed: CVE-2024-5535 in openssl@3.0.13" in out
+    report = (tmp_path / "demo" / "audit-8.1.0.html").read_text()
+    assert "CVE-2024-5535" in report
     assert "audit chain intact: 9 entries" in out
     assert "demo complete" in out
     # Tokens live in files and reach commands through the environment only.
