@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system parts the test suite drives for real: SoftHSM2 (PKCS#11),
 # GRUB's grub-editenv and U-Boot's fw_printenv/fw_setenv/mkenvimage (agent boot
-# control), faketime (frozen clocks) and Chromium (reports opened headless),
-# and checks that the venv can import python-pkcs11.
+# control), faketime (frozen clocks), Chromium (reports opened headless) and
+# Graphviz (the threat model's data-flow diagrams), and checks that the venv
+# can import python-pkcs11.
 # Idempotent and quick when everything is already there (no apt, no pip).
 # Under CI=true anything that cannot be installed is an error (exit 1);
 # elsewhere it is a warning and the tests that need it are skipped.
@@ -27,6 +28,7 @@ command -v fw_setenv >/dev/null 2>&1 || need+=(libubootenv-tool)
 command -v mkenvimage >/dev/null 2>&1 || need+=(u-boot-tools)
 command -v faketime >/dev/null 2>&1 || need+=(faketime)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v dot >/dev/null 2>&1 || need+=(graphviz)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=()
@@ -46,7 +48,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   command -v softhsm2-util >/dev/null 2>&1 || give_up "softhsm2-util still missing"
   [ -f "$SOFTHSM_MODULE" ] || give_up "$SOFTHSM_MODULE still missing"
-  for tool in grub-editenv fw_setenv fw_printenv mkenvimage faketime chromium; do
+  for tool in grub-editenv fw_setenv fw_printenv mkenvimage faketime chromium dot; do
     command -v "$tool" >/dev/null 2>&1 || give_up "$tool still missing"
   done
 fi

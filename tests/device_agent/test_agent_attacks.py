@@ -71,6 +71,17 @@ def badly_signed_timestamp(world: World) -> None:
     path.write_bytes(ts.to_bytes())  # old signature, new content
 
 
+def rolled_back_timestamp(world: World) -> None:
+    # The server (holding the timestamp key) re-signs an older timestamp.
+    env = world.repo_env
+    path = md_path(env, "timestamp.json")
+    ts = Metadata[Timestamp].from_bytes(path.read_bytes())
+    ts.signed.version -= 1
+    ts.signatures.clear()
+    ts.sign(env.signer("timestamp"))
+    path.write_bytes(ts.to_bytes())
+
+
 def expired_metadata(world: World) -> None:
     env = world.repo_env
     env.repo.refresh(env.online, force=True, now=utcnow() - timedelta(days=400))
@@ -149,6 +160,7 @@ ATTACKS: list[tuple[Callable[[World], None], str, int]] = [
     (unsigned_product_metadata, "tuf-unsigned-metadata", 1),
     (below_threshold, "tuf-unsigned-metadata", 1),
     (badly_signed_timestamp, "tuf-unsigned-metadata", 1),
+    (rolled_back_timestamp, "tuf-bad-version-number", 1),
     (expired_metadata, "tuf-expired-metadata", 1),
     (rolled_back_snapshot, "tuf-bad-version-number", 1),
     (rolled_back_product_metadata, "tuf-bad-version-number", 1),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,17 @@ def _kinds(world: World, device_id: str) -> list[str]:
     return [e["kind"] for e in world.events(device_id)]
 
 
-def test_update_is_installed_committed_and_reported(world: World, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["file", "grub", "uboot"])
+def test_update_is_installed_committed_and_reported(
+    world: World, tmp_path: Path, backend: str, ci: bool
+) -> None:
+    tool = {"grub": "grub-editenv", "uboot": "fw_setenv"}.get(backend)
+    if tool and shutil.which(tool) is None:
+        if ci:
+            pytest.fail(f"{tool} is missing (scripts/install-test-deps.sh installs it)")
+        pytest.skip(f"{tool} is not installed")
     image = world.publish("2.0.0", 2)
-    pump = world.new_pump(tmp_path / "pump", "pump-0001")
+    pump = world.new_pump(tmp_path / "pump", "pump-0001", backend=backend)
 
     assert run_pump(pump) is AgentState.IDLE
 
