@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from repo_support import PASSPHRASE, PRODUCT, CliResult, RepoEnv
+from repo_support import PASSPHRASE, CliResult, RepoEnv, make_repo_env
 from server_support import ServerEnv, fresh_postgres_database, require_postgres
-from signer.keys import generate_keypair, load_public_key
-from signer.repository import Repository
+from signer.keys import generate_keypair
 from update_server.datadir import init_data_dir
 
 KEY_NAMES = (
@@ -61,18 +60,7 @@ def repo_env(key_dir: Path, tmp_path: Path) -> Iterator[RepoEnv]:
     shutil.copytree(key_dir, keys)
     work = tmp_path / "work"
     work.mkdir()
-    env = RepoEnv(tmp_path / "repo", keys, work)
-    pub = lambda n: load_public_key(env.pub(n))  # noqa: E731
-    Repository.init(
-        env.path,
-        root_keys=[pub("root1"), pub("root2")],
-        root_threshold=2,
-        targets_keys=[pub("targets")],
-        snapshot_keys=[pub("snapshot")],
-        timestamp_keys=[pub("timestamp")],
-        signers=[env.signer(n) for n in ("root1", "root2", "targets", "snapshot", "timestamp")],
-    )
-    env.repo.add_product(PRODUCT, [pub("re1"), pub("qa1")], 2, [env.signer("targets")], env.online)
+    env = make_repo_env(tmp_path / "repo", keys, work)
     yield env
 
 

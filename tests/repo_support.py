@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from securesystemslib.signer import Signer
 
 from signer.bundle import create_release, sign_bundle
-from signer.keys import PassphraseSource, load_signer
+from signer.keys import PassphraseSource, load_public_key, load_signer
 from signer.repository import OnlineSigners, Repository
 
 PASSPHRASE = "test-passphrase-not-secret"
@@ -88,3 +89,23 @@ def publish_args(env: RepoEnv, bundle: Path) -> list[str | Path]:
         "release", "publish", bundle, "--repo", env.path,
         "--snapshot-key", env.key("snapshot"), "--timestamp-key", env.key("timestamp"),
     ]  # fmt: skip
+
+
+def make_repo_env(path: Path, keys: Path, work: Path) -> RepoEnv:
+    """A repository with root (2 of 2), targets, online roles and ``sigma-spectrum``."""
+    env = RepoEnv(path, keys, work)
+
+    def pub(n: str) -> Any:
+        return load_public_key(env.pub(n))
+
+    Repository.init(
+        env.path,
+        root_keys=[pub("root1"), pub("root2")],
+        root_threshold=2,
+        targets_keys=[pub("targets")],
+        snapshot_keys=[pub("snapshot")],
+        timestamp_keys=[pub("timestamp")],
+        signers=[env.signer(n) for n in ("root1", "root2", "targets", "snapshot", "timestamp")],
+    )
+    env.repo.add_product(PRODUCT, [pub("re1"), pub("qa1")], 2, [env.signer("targets")], env.online)
+    return env

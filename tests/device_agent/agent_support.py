@@ -24,11 +24,10 @@ from sqlalchemy.orm import sessionmaker
 from device_agent.agent import Agent, RebootRequested
 from device_agent.simulator import SimulatedPump, build_sim_firmware
 from device_agent.state import AgentState
-from repo_support import PASSPHRASE, PRODUCT, RepoEnv
+from repo_support import PASSPHRASE, PRODUCT, RepoEnv, make_repo_env
 from server_support import live_server
 from signer._upload import upload_bundle
 from signer.bundle import create_release, sign_bundle
-from signer.keys import load_public_key
 from signer.repository import Repository
 from update_server import create_app
 from update_server.auth import create_token
@@ -226,21 +225,7 @@ def world_at(tmp: Path, key_dir: Path) -> Iterator[World]:
     shutil.copytree(key_dir, keys)
     work = tmp / "work"
     work.mkdir()
-    env = RepoEnv(tmp / "repo", keys, work)
-
-    def pub(n: str) -> Any:
-        return load_public_key(env.pub(n))
-
-    Repository.init(
-        env.path,
-        root_keys=[pub("root1"), pub("root2")],
-        root_threshold=2,
-        targets_keys=[pub("targets")],
-        snapshot_keys=[pub("snapshot")],
-        timestamp_keys=[pub("timestamp")],
-        signers=[env.signer(n) for n in ("root1", "root2", "targets", "snapshot", "timestamp")],
-    )
-    env.repo.add_product(PRODUCT, [pub("re1"), pub("qa1")], 2, [env.signer("targets")], env.online)
+    env = make_repo_env(tmp / "repo", keys, work)
     data = tmp / "server"
     database_url = f"sqlite:///{tmp / 'server.db'}"
     _, admin = init_data_dir(

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from tuf.api.metadata import Metadata, MetaFile, Snapshot, TargetFile, Targets, Timestamp
+from tuf.api.metadata import Metadata, MetaFile, TargetFile
 from tuf.ngclient import UpdaterConfig
 
 from device_agent._durable import crash_hook
@@ -34,6 +34,7 @@ from repo_support import PRODUCT, RepoEnv
 from signer._signing import utcnow
 from signer.bundle import create_release, publish_bundle, sign_bundle
 from signer.keys import load_public_key
+from tuf_attacks import current, forge_online, md_path, product_md, resign
 
 FW_SIZE = 200_000
 
@@ -58,61 +59,6 @@ def publish(env: RepoEnv, version: str, counter: int, *, product: str = PRODUCT)
         sign_bundle(out, env.signer(name))
     publish_bundle(out, env.repo, env.online)
     return image
-
-
-def md_path(env: RepoEnv, name: str) -> Path:
-    return env.path / "metadata" / name
-
-
-def current(env: RepoEnv) -> tuple[Metadata[Timestamp], Metadata[Snapshot]]:
-    ts = Metadata[Timestamp].from_bytes(md_path(env, "timestamp.json").read_bytes())
-    snap_name = f"{ts.signed.snapshot_meta.version}.snapshot.json"
-    return ts, Metadata[Snapshot].from_bytes(md_path(env, snap_name).read_bytes())
-
-
-def product_md(env: RepoEnv, product: str = PRODUCT) -> Metadata[Targets]:
-    _, snap = current(env)
-    version = snap.signed.meta[f"{product}.json"].version
-    return Metadata[Targets].from_bytes(md_path(env, f"{version}.{product}.json").read_bytes())
-
-
-def forge_online(
-    env: RepoEnv,
-    *,
-    product: Metadata[Targets] | None = None,
-    snapshot_meta: Callable[[dict[str, MetaFile]], None] | None = None,
-    snapshot_version: int | None = None,
-    name: str = PRODUCT,
-) -> None:
-    """Publish like a compromised server holding the online keys would."""
-    ts, snap = current(env)
-    if product is not None:
-        md_path(env, f"{product.signed.version}.{name}.json").write_bytes(product.to_bytes())
-        snap.signed.meta[f"{name}.json"] = MetaFile(product.signed.version)
-    if snapshot_meta is not None:
-        snapshot_meta(snap.signed.meta)
-    snap_bytes: bytes
-    if snapshot_version is None:
-        snap.signed.version += 1
-        snap.signatures.clear()
-        snap.sign(env.signer("snapshot"))
-        snap_bytes = snap.to_bytes()
-        md_path(env, f"{snap.signed.version}.snapshot.json").write_bytes(snap_bytes)
-        snapshot_version = snap.signed.version
-    else:
-        snap_bytes = md_path(env, f"{snapshot_version}.snapshot.json").read_bytes()
-    ts.signed.version += 1
-    ts.signed.snapshot_meta = MetaFile.from_data(snapshot_version, snap_bytes, ["sha256"])
-    ts.signatures.clear()
-    ts.sign(env.signer("timestamp"))
-    md_path(env, "timestamp.json").write_bytes(ts.to_bytes())
-
-
-def resign(md: Metadata[Targets], env: RepoEnv, signers: tuple[str, ...]) -> Metadata[Targets]:
-    md.signatures.clear()
-    for name in signers:
-        md.sign(env.signer(name), append=True)
-    return md
 
 
 @dataclass
