@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 from tuf.api.metadata import Metadata, TargetFile, Timestamp
-from tuf_attacks import current, forge_online, md_path, product_md, resign
 
 from agent_support import World, run_pump
 from device_agent.agent import Agent
@@ -26,6 +25,7 @@ from http_support import serve
 from pumpguard.release import firmware_path
 from repo_support import PRODUCT
 from signer._signing import utcnow
+from tuf_attacks import current, forge_online, md_path, product_md, resign
 
 DEVICE = "pump-0001"
 
