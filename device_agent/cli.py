@@ -139,6 +139,11 @@ def run(config_path: Path, once: bool, as_json: bool) -> None:
             agent_.run_cycle()
         else:
             agent_.run_forever()
+    except RebootRequested:
+        # reboot_command = "exit": whoever runs the agent reboots the system
+        # (or, in a simulation, the process) and starts it again.
+        click.echo("reboot requested; start the agent again after the reboot", err=True)
+        return
     finally:
         if bar is not None:
             bar.stop()
