@@ -29,6 +29,11 @@ _COMPONENTS: dict[str, tuple[str, str]] = {
     "agent": ("device_agent.cli:agent", "Run the pump agent or a simulated pump."),
     "server": ("update_server.cli:server", "Create, run and administer the update server."),
     "device": ("update_server.device_cli:device", "Enroll pumps with the update server."),
+    "threats": ("threat_model.cli:threats", "Check, list and report the threat model."),
+    "assurance": (
+        "threat_model.assurance_cli:assurance",
+        "Static analysis and the premarket assurance package.",
+    ),
 }
 
 
