@@ -400,7 +400,14 @@ def run(work: Path) -> None:
     console.print(f"[dim](reviewer report: {report})")
     pumpguard("sbom", "diff", sbom_81, sbom_82, "--db", vulndb)
 
-    step("12. Audit chain and repository status")
+    step("12. The premarket assurance package for 8.1.0: SBOM, audit, VEX, threat model, SAST")
+    package = work / "assurance-sigma-spectrum-8.1.0.zip"
+    pumpguard(
+        "assurance", "build", "--release", "sigma-spectrum/8.1.0", "--repo", data / "repo",
+        "--root", repo / "metadata" / "1.root.json", "--db", vulndb, "--out", package,
+    )  # fmt: skip
+
+    step("13. Audit chain and repository status")
     pumpguard("server", "audit", "verify", "--data", data)
     pumpguard("repo", "status", "--repo", data / "repo")
     console.print(

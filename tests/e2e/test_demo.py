@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,10 @@ def test_demo_updates_defers_and_rolls_back_simulated_pumps(tmp_path: Path) -> N
     assert "vulnerability fixed: CVE-2024-5535 in openssl@3.0.13" in out
     report = (tmp_path / "demo" / "audit-8.1.0.html").read_text()
     assert "CVE-2024-5535" in report
+    assert "assurance-sigma-spectrum-8.1.0.zip: 30 files" in out
+    assert (
+        zipfile.ZipFile(tmp_path / "demo" / "assurance-sigma-spectrum-8.1.0.zip").testzip() is None
+    )
     assert "audit chain intact: 9 entries" in out
     assert "demo complete" in out
     # Tokens live in files and reach commands through the environment only.
