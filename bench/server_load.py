@@ -19,6 +19,11 @@ generator processes. In one run it prints:
 
 Then the ratio check-ins / trivial and PASS/FAIL against the goals of issue 3.
 The exit status is 1 when a goal is missed or any request failed.
+
+``--threads N`` runs all three scenarios with ``--threads N`` (gunicorn's
+gthread worker, still 2 worker processes) to compare with the production
+command; ``--db-setting NAME=VALUE`` sets a PostgreSQL setting on the
+benchmark database only (e.g. ``commit_delay``).
 """
 
 from __future__ import annotations
@@ -66,6 +71,9 @@ PG_MAINTENANCE = os.environ.get(
     "PUMPGUARD_TEST_POSTGRES", "postgresql+psycopg:///postgres?host=/var/run/postgresql"
 )
 GUNICORN_WORKERS = 2
+# The production command's threads per worker (docs/deployment.md); 1 is
+# gunicorn's sync worker, more its gthread worker. --threads overrides it.
+GUNICORN_THREADS = 1
 
 DEFAULT_DURATION = 10.0
 DEFAULT_WARMUP = 2.0
@@ -499,13 +507,24 @@ def pg_dsn(url: str) -> str:
 
 
 @contextlib.contextmanager
-def fresh_database(maintenance: str) -> Iterator[str]:
-    """A new PostgreSQL database, dropped afterwards (also on errors)."""
+def fresh_database(maintenance: str, settings: Sequence[tuple[str, str]] = ()) -> Iterator[str]:
+    """A new PostgreSQL database, dropped afterwards (also on errors).
+
+    ``settings`` are applied to it alone (``ALTER DATABASE ... SET``), never
+    to the server other sessions share.
+    """
     import psycopg
+    from psycopg import sql
 
     name = f"pumpguard_bench_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_dsn(maintenance), autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+        for setting, value in settings:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                    sql.Identifier(name), sql.Identifier(setting), sql.Literal(value)
+                )
+            )
     base, _, query = maintenance.partition("?")
     url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
     try:
@@ -540,7 +559,8 @@ def pg_settings(url: str) -> dict[str, str]:
     with psycopg.connect(pg_dsn(url), connect_timeout=5) as conn:
         rows = conn.execute(
             "SELECT name, setting FROM pg_settings WHERE name IN"
-            " ('fsync', 'synchronous_commit', 'server_version')"
+            " ('fsync', 'synchronous_commit', 'commit_delay', 'commit_siblings',"
+            " 'server_version')"
         ).fetchall()
     return {str(k): str(v) for k, v in rows}
 
@@ -724,8 +744,23 @@ class Gunicorn:
         return ""
 
 
+def gunicorn_options(threads: int) -> list[str]:
+    """The production command's options (workers, threads), as measured."""
+    options = ["--workers", str(GUNICORN_WORKERS)]
+    if threads > 1:
+        options += ["--threads", str(threads)]
+    return options
+
+
+def gunicorn_command(threads: int) -> str:
+    """The measured command, as printed."""
+    return f"gunicorn {' '.join(gunicorn_options(threads))} --bind 127.0.0.1:PORT"
+
+
 @contextlib.contextmanager
-def gunicorn(app: str, cwd: Path, env: dict[str, str], log: Path, probe: str) -> Iterator[Gunicorn]:
+def gunicorn(
+    app: str, cwd: Path, env: dict[str, str], log: Path, probe: str, threads: int
+) -> Iterator[Gunicorn]:
     """Run ``gunicorn --workers 2 --bind 127.0.0.1:PORT APP``; stopped on exit.
 
     Waits (at most 60 s) until ``probe`` answers, and fails with gunicorn's
@@ -734,7 +769,7 @@ def gunicorn(app: str, cwd: Path, env: dict[str, str], log: Path, probe: str) ->
     port = free_port()
     exe = Path(sys.executable).with_name("gunicorn")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "gunicorn"]
-    cmd += ["--workers", str(GUNICORN_WORKERS), "--bind", f"127.0.0.1:{port}", app]
+    cmd += [*gunicorn_options(threads), "--bind", f"127.0.0.1:{port}", app]
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd,
@@ -1072,9 +1107,10 @@ def print_report(
     if not console.is_terminal:
         console = Console(width=130)
     console.print(
-        f"{info['command']} (gunicorn {info['gunicorn']}, sync workers), PostgreSQL"
-        f" {info['postgres']['server_version']} (fsync={info['postgres']['fsync']},"
-        f" synchronous_commit={info['postgres']['synchronous_commit']}), {info['cpus']} CPUs"
+        f"{info['command']} (gunicorn {info['gunicorn']}, {info['worker_class']} workers),"
+        f" PostgreSQL {info['postgres']['server_version']} ("
+        + ", ".join(f"{k}={v}" for k, v in info["postgres"].items() if k != "server_version")
+        + f"), {info['cpus']} CPUs"
         f" shared by server, database and load generator; {info['devices']:,} pumps;"
         f" concurrency {info['concurrency']} over {info['processes']} generator processes;"
         f" {info['warmup']:g} s warm-up + {info['duration']:g} s measured per scenario"
@@ -1206,8 +1242,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="maintenance database URL; a fresh database is created next to it and dropped"
         " (default: $PUMPGUARD_TEST_POSTGRES or the local socket)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=GUNICORN_THREADS,
+        help="gunicorn threads per worker, for all three scenarios; 1 is the sync worker"
+        " (default: the production command's, %(default)s)",
+    )
+    parser.add_argument(
+        "--db-setting",
+        action="append",
+        default=[],
+        type=_db_setting,
+        metavar="NAME=VALUE",
+        help="a PostgreSQL setting for the benchmark database only (ALTER DATABASE ... SET),"
+        " e.g. commit_delay=100; repeatable",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args(argv)
+    if not 1 <= args.threads <= 64:
+        parser.error("--threads must be 1 to 64")
     if args.duration <= 0 or args.warmup < 0 or args.duration + args.warmup > MAX_WINDOW:
         parser.error(f"need duration > 0, warmup >= 0 and duration + warmup <= {MAX_WINDOW:g}")
     if not 1 <= args.processes <= 64 or not args.processes <= args.concurrency <= 4096:
@@ -1228,7 +1282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with contextlib.ExitStack() as stack_cm:
             work = Path(stack_cm.enter_context(tempfile.TemporaryDirectory(prefix="pg-load-")))
-            db_url = stack_cm.enter_context(fresh_database(args.postgres))
+            db_url = stack_cm.enter_context(fresh_database(args.postgres, args.db_setting))
             log(f"building keys, repository, data folder and {args.devices:,} pumps ...")
             stack = build_stack(work, db_url, args.devices)
             # The server runs with the defaults, whatever this shell's PUMPGUARD_*.
@@ -1268,13 +1322,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if all(c.passed for c in checks) else 1
 
 
+def _db_setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.replace("_", "").isalnum() or not value:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
+    return name, value
+
+
 def collect_info(args: argparse.Namespace, db_url: str) -> dict[str, Any]:
     """The setting the figures depend on."""
     from importlib.metadata import version
 
     return {
-        "command": f"gunicorn --workers {GUNICORN_WORKERS} --bind 127.0.0.1:PORT"
-        " 'update_server.wsgi:app'",
+        "command": f"{gunicorn_command(args.threads)} 'update_server.wsgi:app'",
+        "worker_class": "gthread" if args.threads > 1 else "sync",
+        "threads": args.threads,
+        "db_settings": dict(args.db_setting),
         "gunicorn": version("gunicorn"),
         "postgres": pg_settings(db_url),
         "cpus": os.cpu_count() or 1,
@@ -1299,7 +1362,7 @@ def run_all(
     (trivial_dir / "bench_trivial_app.py").write_text(TRIVIAL_APP)
     results: list[Result] = []
     with gunicorn(
-        "bench_trivial_app:app", trivial_dir, base_env, work / "trivial.log", "/ok"
+        "bench_trivial_app:app", trivial_dir, base_env, work / "trivial.log", "/ok", args.threads
     ) as server:
         status, _, body = _http(f"http://127.0.0.1:{server.port}/ok")
         if status != 200 or json.loads(body) != {"ok": True}:
@@ -1320,6 +1383,7 @@ def run_all(
         env,
         work / "server.log",
         "/tuf/metadata/timestamp.json",
+        args.threads,
     ) as server:
         etag = preflight_timestamp(server.port)
         request = raw_request(

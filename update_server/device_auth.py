@@ -14,13 +14,25 @@ refuses, in this order:
   says the clock is off; threat SRV-REPLAY);
 * a nonce already seen for this device within the window (409; SRV-REPLAY).
 
-The nonce is inserted in the request's own transaction and the primary key
-``(device_id, nonce)`` makes a second insert fail, so two concurrent copies of
-one request cannot both pass on PostgreSQL (the second insert waits for the
-first transaction and then violates the key) nor on SQLite (writers are
-serialised). A request that fails after authentication rolls back with its
-nonce; replaying it fails the same way, because the checks that follow depend
-only on the signed body and the enrollment.
+The nonce is inserted in the same transaction as the request's own writes,
+and the primary key ``(device_id, nonce)`` makes a second insert fail, so two
+concurrent copies of one request cannot both pass on PostgreSQL (the second
+insert waits for the first transaction and then violates the key) nor on
+SQLite (writers are serialised). A request that fails after authentication
+writes nothing, its nonce included; replaying it fails the same way, because
+the checks that follow depend only on the signed body and the enrollment.
+
+Two ways to record the nonce, chosen by the view:
+
+* by default the enrollment is read and the nonce inserted in the request's
+  session transaction before the view runs, and the view commits (events);
+* with ``defer_nonce=True`` (the check-in, the hot path) the enrollment is
+  read on its own (on PostgreSQL an autocommit read, no transaction) and the
+  view writes the nonce together with its own changes at its end
+  (``devices._write_checkin``; on PostgreSQL one statement, which is the
+  request's whole transaction, committed before the answer). That write
+  re-checks the enrollment (not revoked, same key, product and hardware), so
+  a revocation in between refuses the request and writes nothing.
 """
 
 from __future__ import annotations
@@ -37,7 +49,7 @@ from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import Flask, current_app, g, request
-from sqlalchemy import Connection, bindparam, delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -50,9 +62,9 @@ from pumpguard.device_auth import (
     verify_request_signature,
 )
 from update_server.config import ServerConfig
-from update_server.db import get_session
+from update_server.db import device_cursor, get_session
 from update_server.errors import BadRequestError, ConflictError, UnauthorizedError
-from update_server.models import Base, DeviceNonce, utcnow
+from update_server.models import Base, DeviceNonce
 
 __all__ = [
     "DEVICE_ID_RE",
@@ -60,6 +72,7 @@ __all__ = [
     "current_device",
     "load_public_key",
     "prune_nonces",
+    "replay_error",
     "signed_device_request",
     "signed_request_path",
     "validate_device_id",
@@ -82,10 +95,16 @@ PRUNE_INTERVAL = 60.0
 # built once: SQLAlchemy reuses their compiled form and no ORM unit of work
 # runs, which measured at about half the database CPU of the ORM path.
 _DEVICES = Base.metadata.tables["devices"]
-_SELECT_DEVICE = select(
-    _DEVICES.c.public_key, _DEVICES.c.product, _DEVICES.c.hardware_id, _DEVICES.c.revoked_at
-).where(_DEVICES.c.device_id == bindparam("b_device_id"))
+_SELECT_DEVICE = select(_DEVICES.c.public_key, _DEVICES.c.product, _DEVICES.c.hardware_id).where(
+    _DEVICES.c.device_id == bindparam("b_device_id"), _DEVICES.c.revoked_at.is_(None)
+)
 _INSERT_NONCE = insert(Base.metadata.tables["device_nonces"])
+# The same read as plain SQL for the PostgreSQL fast path (update_server.db.
+# device_cursor); test_device_auth runs both.
+_PG_SELECT_DEVICE = (
+    "SELECT public_key, product, hardware_id FROM devices"
+    " WHERE device_id = $1 AND revoked_at IS NULL"
+)
 
 
 @dataclass(frozen=True)
@@ -96,11 +115,19 @@ class AuthenticatedDevice:
         device_id: Its device id (equal to the one in the URL).
         product: The product it is enrolled for.
         hardware_id: The hardware revision it is enrolled with.
+        public_key: The enrolled key (hex) that verified the request; a
+            deferred write re-checks it together with the revocation.
+        nonce: The request's nonce, already recorded unless the view
+            deferred it (``signed_device_request(defer_nonce=True)``).
+        seen_at: When the request was authenticated (the nonce's time).
     """
 
     device_id: str
     product: str
     hardware_id: str
+    public_key: str
+    nonce: str
+    seen_at: datetime
 
 
 def validate_device_id(value: object) -> str:
@@ -161,7 +188,7 @@ def current_device() -> AuthenticatedDevice:
     return device
 
 
-def signed_device_request(max_body: int) -> Callable[[F], F]:
+def signed_device_request(max_body: int, *, defer_nonce: bool = False) -> Callable[[F], F]:
     """Require a request signed by the device named in the URL.
 
     The view must take a ``device_id`` URL argument. It runs with the device
@@ -170,12 +197,15 @@ def signed_device_request(max_body: int) -> Callable[[F], F]:
 
     Args:
         max_body: Largest request body accepted, in bytes (413 above).
+        defer_nonce: Do not record the nonce: the view must write it in the
+            same transaction as its own changes, and refuse the request when
+            that fails (threat SRV-REPLAY), as ``devices.checkin`` does.
     """
 
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, device_id: str, **kwargs: Any) -> Any:
-            g.device = authenticate_device(device_id, max_body)
+            g.device = authenticate_device(device_id, max_body, record_nonce=not defer_nonce)
             rv = view(*args, device_id=device_id, **kwargs)
             _maybe_prune(current_app)
             return rv
@@ -185,12 +215,16 @@ def signed_device_request(max_body: int) -> Callable[[F], F]:
     return decorator
 
 
-def authenticate_device(device_id: str, max_body: int) -> AuthenticatedDevice:
-    """Authenticate the current request as ``device_id`` and record its nonce.
+def authenticate_device(
+    device_id: str, max_body: int, *, record_nonce: bool = True
+) -> AuthenticatedDevice:
+    """Authenticate the current request as ``device_id``.
 
     Args:
         device_id: The device the URL names.
         max_body: Largest request body accepted, in bytes.
+        record_nonce: Insert the nonce in the request's session transaction
+            now (a replay is refused here); False leaves it to the caller.
 
     Returns:
         The enrolled device.
@@ -211,20 +245,17 @@ def authenticate_device(device_id: str, max_body: int) -> AuthenticatedDevice:
         raise UnauthorizedError(
             f"the request is signed by device {claimed!r}, not by {device_id!r} in the URL"
         )
-    session = get_session()
-    conn = session.connection()
-    device = None
-    if DEVICE_ID_RE.match(device_id):
-        device = conn.execute(_SELECT_DEVICE, {"b_device_id": device_id}).one_or_none()
-    if device is None or device.revoked_at is not None:
+    device = _enrolled(device_id, record_nonce) if DEVICE_ID_RE.match(device_id) else None
+    if device is None:
         raise UnauthorizedError(f"device {device_id!r} is not enrolled or was revoked")
+    public_key, product, hardware_id = device
     # Bound the body before reading it: the signature covers it, so it is read
     # before the sender is authenticated (threat SRV-DOS).
     request.max_content_length = max_body
     body = request.get_data(cache=True)
     try:
         timestamp, nonce = verify_request_signature(
-            load_public_key(device.public_key),
+            load_public_key(public_key),
             {name: request.headers.get(name, "") for name in _SIGNED_HEADERS},
             device_id,
             request.method,
@@ -244,18 +275,45 @@ def authenticate_device(device_id: str, max_body: int) -> AuthenticatedDevice:
             f" (at most {config.clock_skew} s allowed): the device clock is off",
             server_time=int(now),
         )
-    _record_nonce(session, conn, device_id, nonce)
-    return AuthenticatedDevice(device_id, device.product, device.hardware_id)
+    seen_at = datetime.fromtimestamp(now, UTC)
+    if record_nonce:
+        _record_nonce(get_session(), device_id, nonce, seen_at)
+    return AuthenticatedDevice(device_id, product, hardware_id, public_key, nonce, seen_at)
 
 
-def _record_nonce(session: Session, conn: Connection, device_id: str, nonce: str) -> None:
+def _enrolled(device_id: str, in_session: bool) -> tuple[str, str, str] | None:
+    """``(public_key, product, hardware_id)`` of an enrolled, unrevoked device.
+
+    Read in the request's session transaction when the nonce is recorded
+    there too (``in_session``), as before any fast path existed. Otherwise,
+    on PostgreSQL, a plain autocommit read (:func:`device_cursor`): no
+    transaction is opened for a request that may still be refused, and the
+    deferred write re-checks what this read returned.
+    """
+    cur = None if in_session else device_cursor()
+    if cur is not None:
+        row = cur.execute(_PG_SELECT_DEVICE, (device_id,)).fetchone()
+    else:
+        conn = get_session().connection()
+        row = conn.execute(_SELECT_DEVICE, {"b_device_id": device_id}).one_or_none()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def _record_nonce(session: Session, device_id: str, nonce: str, seen_at: datetime) -> None:
     try:
         # Inserted now, so a replay fails here, before the view does any work;
         # the primary key decides races between concurrent copies (SRV-REPLAY).
-        conn.execute(_INSERT_NONCE, {"device_id": device_id, "nonce": nonce, "seen_at": utcnow()})
+        session.connection().execute(
+            _INSERT_NONCE, {"device_id": device_id, "nonce": nonce, "seen_at": seen_at}
+        )
     except IntegrityError as e:
         session.rollback()
-        raise ConflictError("the request was already received (replayed nonce)") from e
+        raise replay_error() from e
+
+
+def replay_error() -> ConflictError:
+    """The answer to a nonce this device already used (threat SRV-REPLAY)."""
+    return ConflictError("the request was already received (replayed nonce)")
 
 
 def prune_nonces(session: Session, now: datetime, clock_skew: int) -> int:

@@ -40,13 +40,15 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
+from psycopg.errors import UniqueViolation
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -58,14 +60,16 @@ from update_server import audit
 from update_server.assignment import DeviceFacts, choose_release
 from update_server.auth import current_caller, require
 from update_server.config import ServerConfig
-from update_server.db import get_session
+from update_server.db import device_cursor, get_session
 from update_server.device_auth import (
     DEVICE_ID_RE,
+    AuthenticatedDevice,
     current_device,
+    replay_error,
     signed_device_request,
     validate_device_id,
 )
-from update_server.errors import BadRequestError, ConflictError, NotFoundError
+from update_server.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
 from update_server.models import Base, Device, DeviceEvent, utcnow
 
 __all__ = [
@@ -77,6 +81,7 @@ __all__ = [
     "bp",
     "device_json",
     "init_app",
+    "invalidate_candidates",
     "parse_json_object",
 ]
 
@@ -141,23 +146,58 @@ T = TypeVar("T")
 # once (compiled form cached, no ORM unit of work), like update_server.device_auth.
 _DEVICES = Base.metadata.tables["devices"]
 _RELEASES = Base.metadata.tables["releases"]
-# Only releases newer than the pump's are candidates: one query on the product
-# index, returning nothing for an up-to-date fleet.
-_SELECT_CANDIDATES = select(
-    _RELEASES.c.product,
-    _RELEASES.c.version,
-    _RELEASES.c.release_counter,
-    _RELEASES.c.hardware_ids,
-    _RELEASES.c.firmware_path,
-    _RELEASES.c.firmware_length,
-    _RELEASES.c.firmware_sha256,
-    _RELEASES.c.sbom_path,
-).where(
-    _RELEASES.c.product == bindparam("b_product"),
-    _RELEASES.c.release_counter > bindparam("b_counter"),
+_NONCES = Base.metadata.tables["device_nonces"]
+# All releases of a product, newest first; cached per process (_candidates).
+_SELECT_RELEASES = (
+    select(
+        _RELEASES.c.product,
+        _RELEASES.c.version,
+        _RELEASES.c.release_counter,
+        _RELEASES.c.hardware_ids,
+        _RELEASES.c.firmware_path,
+        _RELEASES.c.firmware_length,
+        _RELEASES.c.firmware_sha256,
+        _RELEASES.c.sbom_path,
+    )
+    .where(_RELEASES.c.product == bindparam("b_product"))
+    .order_by(_RELEASES.c.release_counter.desc())
 )
 _UPDATE_DEVICE = update(_DEVICES).where(_DEVICES.c.device_id == bindparam("b_device_id"))
+# The check-in's write re-checks what authentication read outside the write's
+# transaction: still enrolled with that key, product and hardware, not revoked.
+_UPDATE_CHECKED_DEVICE = update(_DEVICES).where(
+    _DEVICES.c.device_id == bindparam("b_device_id"),
+    _DEVICES.c.revoked_at.is_(None),
+    _DEVICES.c.public_key == bindparam("b_public_key"),
+    _DEVICES.c.product == bindparam("b_product"),
+    _DEVICES.c.hardware_id == bindparam("b_hardware_id"),
+)
+_INSERT_NONCE = insert(_NONCES)
 _INSERT_EVENT = insert(Base.metadata.tables["device_events"])
+# The whole check-in write on PostgreSQL, one statement in autocommit, i.e.
+# one transaction committed (WAL flushed, synchronous_commit stays on) before
+# the answer. The device row is updated only if it is still enrolled as
+# authenticated, and the nonce inserted only for the row updated; a nonce
+# already recorded violates the primary key and the statement, device update
+# included, is rolled back (threat SRV-REPLAY). A concurrent copy of the
+# request waits on the device row lock, then on the key, and fails the same
+# way. Columns as in update_server.models; tests run this on PostgreSQL.
+_PG_CHECKIN = (
+    "WITH seen AS ("
+    "UPDATE devices SET last_seen = $1, version = $2, release_counter = $3,"
+    " status = $4::json, assigned_version = $5"
+    " WHERE device_id = $6 AND revoked_at IS NULL AND public_key = $7"
+    " AND product = $8 AND hardware_id = $9"
+    " RETURNING device_id)"
+    " INSERT INTO device_nonces (device_id, nonce, seen_at)"
+    " SELECT device_id, $10, $11 FROM seen"
+)
+
+#: Seconds a server process reuses a product's releases for assignments. A
+#: publish through this process drops them at once; other processes see it
+#: within this time. The assignment is advice (update_server.assignment): a
+#: pump learning of a release 2 s late is all staleness can cause.
+CANDIDATE_TTL = 2.0
 
 
 @dataclass(frozen=True)
@@ -167,16 +207,66 @@ class _Candidate:
     product: str
     version: str
     release_counter: int
-    hardware_ids: list[str]
+    hardware_ids: tuple[str, ...]
     firmware_path: str
     firmware_length: int
     firmware_sha256: str
     sbom_path: str
 
 
+@dataclass
+class _CandidateCache:
+    """Per app: product -> (monotonic expiry, its releases newest first)."""
+
+    entries: dict[str, tuple[float, tuple[_Candidate, ...]]] = field(default_factory=dict)
+
+
 def init_app(app: Flask) -> None:
     """Register the devices blueprint."""
+    app.extensions["pumpguard.candidates"] = _CandidateCache()
     app.register_blueprint(bp)
+
+
+def invalidate_candidates(app: Flask) -> None:
+    """Forget the cached releases of this process (after a publish)."""
+    cache: _CandidateCache = app.extensions["pumpguard.candidates"]
+    cache.entries = {}
+
+
+def _candidates(product: str, counter: int) -> list[_Candidate]:
+    """Releases of ``product`` newer than ``counter``, newest first.
+
+    Read once per :data:`CANDIDATE_TTL` per process and product, outside the
+    request's transaction: the check-in then needs no read of its own.
+    """
+    cache: _CandidateCache = current_app.extensions["pumpguard.candidates"]
+    now = time.monotonic()
+    entry = cache.entries.get(product)
+    if entry is None or entry[0] <= now:
+        engine = current_app.extensions["pumpguard.engine"]
+        with engine.connect() as conn:
+            rows = conn.execute(_SELECT_RELEASES, {"b_product": product}).all()
+        releases = tuple(
+            _Candidate(
+                row.product,
+                row.version,
+                row.release_counter,
+                tuple(row.hardware_ids),
+                row.firmware_path,
+                row.firmware_length,
+                row.firmware_sha256,
+                row.sbom_path,
+            )
+            for row in rows
+        )
+        entry = (now + CANDIDATE_TTL, releases)
+        cache.entries[product] = entry
+    newer = []
+    for release in entry[1]:
+        if release.release_counter <= counter:
+            break
+        newer.append(release)
+    return newer
 
 
 # ------------------------------------------------------------------ parsing
@@ -545,14 +635,89 @@ def _mismatch(field: str, reported: str, enrolled: str) -> ConflictError:
     )
 
 
+def _write_checkin(
+    device: AuthenticatedDevice,
+    now: datetime,
+    version: str,
+    counter: int,
+    status: dict[str, Any],
+    assigned: _Candidate | None,
+) -> None:
+    """Record the check-in and its nonce in one transaction, committed here.
+
+    Raises:
+        UnauthorizedError: The device was revoked (or re-keyed) since it was
+            authenticated; nothing is written.
+        ConflictError: The nonce was already used (a replay); nothing is written.
+    """
+    assigned_version = assigned.version if assigned else None
+    cur = device_cursor()
+    if cur is not None:
+        values = (
+            now,
+            version,
+            counter,
+            json.dumps(status, separators=(",", ":")),
+            assigned_version,
+            device.device_id,
+            device.public_key,
+            device.product,
+            device.hardware_id,
+            device.nonce,
+            device.seen_at,
+        )
+        try:
+            cur.execute(_PG_CHECKIN, values)
+            written = cur.rowcount
+        except UniqueViolation as e:
+            raise replay_error() from e
+    else:
+        session = get_session()
+        conn = session.connection()
+        written = conn.execute(
+            _UPDATE_CHECKED_DEVICE,
+            {
+                "b_device_id": device.device_id,
+                "b_public_key": device.public_key,
+                "b_product": device.product,
+                "b_hardware_id": device.hardware_id,
+                "last_seen": now,
+                "version": version,
+                "release_counter": counter,
+                "status": status,
+                "assigned_version": assigned_version,
+            },
+        ).rowcount
+        if written == 1:
+            try:
+                conn.execute(
+                    _INSERT_NONCE,
+                    {
+                        "device_id": device.device_id,
+                        "nonce": device.nonce,
+                        "seen_at": device.seen_at,
+                    },
+                )
+            except IntegrityError as e:
+                session.rollback()
+                raise replay_error() from e
+            session.commit()
+        else:
+            session.rollback()
+    if written != 1:
+        raise UnauthorizedError(f"device {device.device_id!r} is not enrolled or was revoked")
+
+
 @bp.post("/<device_id>/checkin")
-@signed_device_request(MAX_CHECKIN_BODY)
+@signed_device_request(MAX_CHECKIN_BODY, defer_nonce=True)
 def checkin(device_id: str) -> Response:
     """Record what the pump runs and answer with its assigned release.
 
     Returns ``{"assigned": {...} | null, "poll_interval", "server_time"}``;
     400 for a malformed report, 409 if product or hardware id differ from the
-    enrollment.
+    enrollment or the request is a replay. Nothing is written before all
+    checks passed; then the device's state and the request's nonce are
+    written in one transaction (:func:`_write_checkin`).
     """
     device = current_device()
     body = _check_fields(
@@ -579,25 +744,10 @@ def checkin(device_id: str) -> Response:
     if hardware_id != device.hardware_id:
         raise _mismatch("hardware_id", hardware_id, device.hardware_id)
 
-    session = get_session()
-    conn = session.connection()
-    rows = conn.execute(_SELECT_CANDIDATES, {"b_product": product, "b_counter": counter})
-    candidates = [_Candidate(*row) for row in rows]
     facts = DeviceFacts(device.device_id, device.product, device.hardware_id, counter)
-    assigned = choose_release(candidates, facts)
+    assigned = choose_release(_candidates(product, counter), facts)
     now = utcnow()
-    conn.execute(
-        _UPDATE_DEVICE,
-        {
-            "b_device_id": device.device_id,
-            "last_seen": now,
-            "version": version,
-            "release_counter": counter,
-            "status": status,
-            "assigned_version": assigned.version if assigned else None,
-        },
-    )
-    session.commit()
+    _write_checkin(device, now, version, counter, status, assigned)
     response = jsonify(
         {
             "assigned": _release_json(assigned) if assigned else None,

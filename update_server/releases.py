@@ -24,7 +24,7 @@ from pumpguard.errors import ReleaseContractError
 from pumpguard.release import validate_product
 from signer import BundleError
 from signer.bundle import open_bundle
-from update_server import publishing
+from update_server import devices, publishing
 from update_server.auth import current_caller, require
 from update_server.config import ServerConfig
 from update_server.db import get_session
@@ -109,6 +109,9 @@ def publish_release() -> tuple[Response, int]:
                 online = publishing.online_signers(current_app)
                 factory = current_app.extensions["pumpguard.db"]
                 result = publishing.publish(factory, config, online, bundle, caller.actor)
+                # This process's pumps learn of the release at their next
+                # check-in; other workers' within devices.CANDIDATE_TTL.
+                devices.invalidate_candidates(current_app)
         except (BundleError, ReleaseContractError) as e:
             raise RefusedError(str(e)) from e
     finally:

@@ -289,6 +289,51 @@ def test_revoked_device_is_refused(
     assert_refused(signed_post(client, pump, path, json.dumps(events).encode()), 401, "revoked")
 
 
+def test_device_revoked_while_its_checkin_is_processed_is_refused_and_nothing_is_written(
+    client: FlaskClient, pump: Pump, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The enrollment is read before the signature is checked, outside the
+    # write's transaction; the write re-checks it, so a revocation that lands
+    # in between refuses the request and leaves no nonce or state behind.
+    from update_server import devices
+
+    load = devices._candidates
+
+    def revoke_then_load(product: str, counter: int) -> Any:
+        with session_scope(app.extensions["pumpguard.db"]) as s:
+            device = s.get(Device, pump.device_id)
+            assert device is not None
+            device.revoked_at = utcnow()
+        return load(product, counter)
+
+    monkeypatch.setattr(devices, "_candidates", revoke_then_load)
+    r = signed_post(client, pump, pump.checkin_path, checkin_body(pump))
+    assert_refused(r, 401, "revoked")
+    assert device_row(app, pump.device_id).last_seen is None
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        assert s.execute(select(DeviceNonce)).all() == []
+
+
+def test_a_refused_checkin_leaves_its_nonce_unused_and_a_replay_is_refused_alike(
+    client: FlaskClient, pump: Pump, app: Flask
+) -> None:
+    body = checkin_body(pump, product="other-pump")
+    headers = sign_request(pump.key, pump.device_id, "POST", pump.checkin_path, body)
+    for _ in range(2):
+        assert_refused(client.post(pump.checkin_path, data=body, headers=headers), 409, "product")
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        assert s.execute(select(DeviceNonce)).all() == []
+
+
+def test_a_checkin_records_exactly_its_nonce(client: FlaskClient, pump: Pump, app: Flask) -> None:
+    nonce = "c" * 32
+    r = signed_post(client, pump, pump.checkin_path, checkin_body(pump), nonce=nonce)
+    assert r.status_code == 200, r.json
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        rows = s.execute(select(DeviceNonce.device_id, DeviceNonce.nonce)).all()
+    assert [tuple(row) for row in rows] == [(pump.device_id, nonce)]
+
+
 def test_oversized_signed_body_is_refused_before_parsing(client: FlaskClient, pump: Pump) -> None:
     body = checkin_body(pump, padding="x" * 20000)
     r = signed_post(client, pump, pump.checkin_path, body)

@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from repo_support import PRODUCT, CliResult
+from repo_support import PRODUCT, CliResult, RepoEnv
 from server_support import Pump, ServerEnv, checkin_report, enroll, live_server
 from signer import Repository, publish_bundle
 from update_server.assignment import DeviceFacts, choose_release
@@ -32,6 +32,7 @@ from update_server.db import session_scope
 from update_server.models import AuditEntry, Device, DeviceEvent, Release
 
 DEVICES = "/api/v1/devices"
+TAR = "application/x-tar"
 
 
 @pytest.fixture
@@ -321,6 +322,47 @@ def test_checkin_assigns_only_newer_releases_for_the_pumps_hardware(
     assert assigned(pump, 7) is None  # never an older release
     assert assigned(rev_a, 1) == "1.3.0"
     assert assigned(rev_a, 4) is None
+
+
+def test_a_release_published_through_the_api_is_assigned_at_the_next_checkin(
+    client: FlaskClient,
+    server_env: ServerEnv,
+    pump: Pump,
+    token_headers: Callable[..., dict[str, str]],
+) -> None:
+    # The first check-in caches the product's releases (none newer) ...
+    r = pump.checkin(client)
+    assert r.status_code == 200 and r.json is not None and r.json["assigned"] is None
+    # ... and a publish through this process drops that cache at once.
+    repo = RepoEnv(server_env.repo_dir, server_env.repo.keys, server_env.repo.work)
+    r = client.post(
+        "/api/v1/releases",
+        data=repo.bundle("1.1.0", 2, tar=True).read_bytes(),
+        headers={**token_headers("release-engineer", [PRODUCT]), "Content-Type": TAR},
+    )
+    assert r.status_code == 201, r.json
+    r = pump.checkin(client)
+    assert r.status_code == 200 and r.json is not None
+    assert r.json["assigned"]["version"] == "1.1.0"
+
+
+def test_releases_indexed_by_another_process_are_assigned_within_the_cache_lifetime(
+    client: FlaskClient, app: Flask, pump: Pump, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from update_server import devices
+
+    r = pump.checkin(client)
+    assert r.status_code == 200 and r.json is not None and r.json["assigned"] is None
+    # Another worker indexes a release: this one may answer from its cache ...
+    add_release(app, "1.1.0", 2)
+    # ... but for CANDIDATE_TTL seconds at most.
+    later = time.monotonic() + devices.CANDIDATE_TTL
+    monkeypatch.setattr(devices.time, "monotonic", lambda: later)
+    r = pump.checkin(client)
+    assert r.status_code == 200 and r.json is not None
+    assert r.json["assigned"]["version"] == "1.1.0"
 
 
 def _report(**changes: Any) -> dict[str, Any]:
