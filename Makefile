@@ -16,6 +16,7 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed
 
 demo: venv
+	bash scripts/install-demo-deps.sh
 	$(BIN)/python scripts/demo.py
 
 # System parts the tests drive for real (SoftHSM2 ...) are installed by the
