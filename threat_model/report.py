@@ -132,7 +132,7 @@ def dfd_dot(model: ThreatModel) -> str:
                 "labelloc": "t",
                 "fontname": "Helvetica",
                 "fontsize": "14",
-                "rankdir": "LR",
+                "rankdir": "TB",
                 "newrank": "true",
             }
         )
