@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import threading
 import uuid
 from collections.abc import Iterator
@@ -96,13 +97,14 @@ class ServerEnv:
 
 
 @contextmanager
-def live_server(app: Flask) -> Iterator[str]:
-    """Serve ``app`` over real HTTP on loopback; yields the base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+def live_server(app: Flask, ssl_context: ssl.SSLContext | None = None) -> Iterator[str]:
+    """Serve ``app`` over real HTTP(S) on loopback; yields the base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=ssl_context)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        scheme = "https" if ssl_context else "http"
+        yield f"{scheme}://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()

@@ -866,6 +866,11 @@ _CONTROLS = (
             "test_mutual_tls_refuses_client_without_certificate",
         )
         + _n(_TUF_CLIENT, "test_clear_text_to_remote_host_is_a_config_error")
+        + _n(
+            "device_agent/test_agent_tls",
+            "test_update_over_mutual_tls_with_a_pinned_ca",
+            "test_server_with_a_certificate_from_another_ca_is_refused",
+        )
         + _n(_E2E, "test_publish_command_checks_its_options_before_uploading")
         + _n(_DEVICES, "test_enroll_cli_refuses_bad_options"),
     ),

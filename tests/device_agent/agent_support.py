@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import ssl
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,8 +219,8 @@ def set_selftest(pump: SimulatedPump, command: Iterable[str]) -> None:
 
 
 @contextlib.contextmanager
-def world_at(tmp: Path, key_dir: Path) -> Iterator[World]:
-    """Build a repository and a server in ``tmp``; serve it on loopback."""
+def world_at(tmp: Path, key_dir: Path, tls: ssl.SSLContext | None = None) -> Iterator[World]:
+    """Build a repository and a server in ``tmp``; serve it on loopback (HTTPS with ``tls``)."""
     os.environ.setdefault("PUMPGUARD_PASSPHRASE", PASSPHRASE)
     keys = tmp / "keys"
     shutil.copytree(key_dir, keys)
@@ -244,7 +245,7 @@ def world_at(tmp: Path, key_dir: Path) -> Iterator[World]:
     app = create_app({"data_dir": data, "database_url": database_url, "refresh_interval": 0})
     liar = LyingServer(app)
     try:
-        with live_server(liar) as base:  # type: ignore[arg-type]
+        with live_server(liar, tls) as base:  # type: ignore[arg-type]
             yield World(env, data, base, admin, release_token, work, liar)
     finally:
         app.extensions["pumpguard.engine"].dispose()

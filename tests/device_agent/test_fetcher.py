@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
-import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from tuf.api import exceptions
 
 from device_agent.fetcher import AgentFetcher
 from http_support import HttpServer, serve
+from pki_support import make_pki, server_context
 
 SIZE = 3 * 1024 * 1024 + 17  # not a multiple of any chunk size
 
@@ -154,54 +148,10 @@ def test_http_error_is_reported_with_status(server: HttpServer) -> None:
 
 
 # ------------------------------------------------------------- mutual TLS
-def _cert(
-    subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.EllipticCurvePrivateKey]
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer[0])]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-    )
-    if subject == issuer[0]:
-        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
-    else:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            False,
-        )
-    return builder.sign(issuer[1], hashes.SHA256())
-
-
-def _write_pem(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
-    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    path.with_suffix(".key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[tuple[HttpServer, Path]]:
-    pki = tmp_path / "pki"
-    pki.mkdir()
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _cert("pumpguard test CA", ca_key, ("pumpguard test CA", ca_key))
-    _write_pem(pki / "ca", ca, ca_key)
-    for name in ("server", "pump"):
-        key = ec.generate_private_key(ec.SECP256R1())
-        _write_pem(pki / name, _cert(name, key, ("pumpguard test CA", ca_key)), key)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(pki / "server.crt", pki / "server.key")
-    ctx.load_verify_locations(pki / "ca.crt")
-    ctx.verify_mode = ssl.CERT_REQUIRED
+    pki = make_pki(tmp_path / "pki")
+    ctx = server_context(pki)
     (tmp_path / "www").mkdir()
     (tmp_path / "www" / "small.json").write_bytes(b'{"tls": true}')
     with serve(tmp_path / "www", tls=ctx) as s:
