@@ -40,6 +40,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench_repo import make_repo
+
 PRODUCT = "sigma-spectrum"
 VERSION = "1.0.0"
 PASSPHRASE_ENV = "PUMPGUARD_PASSPHRASE"
@@ -94,38 +96,8 @@ def serve(root: Path) -> None:
 # ------------------------------------------------------------------ setup
 def build_repo(work: Path, size_mib: int) -> str:
     """Keys, a repository and one signed release; returns the firmware path."""
-    from signer import (
-        OnlineSigners,
-        PassphraseSource,
-        Repository,
-        create_release,
-        generate_keypair,
-        load_public_key,
-        load_signer,
-        publish_bundle,
-        sign_bundle,
-    )
-
-    keys = work / "keys"
-    names = ("root", "targets", "snapshot", "timestamp", "re1", "qa1")
-    for name in names:
-        generate_keypair(keys / name, passphrase=os.environ[PASSPHRASE_ENV].encode())
-    source = PassphraseSource(PASSPHRASE_ENV, interactive=False)
-    signers = {n: load_signer(str(keys / f"{n}.key"), source) for n in names}
-    pub = {n: load_public_key(keys / f"{n}.pub") for n in names}
-    online = OnlineSigners(signers["snapshot"], signers["timestamp"])
-    repo_path = work / "repo"
-    Repository.init(
-        repo_path,
-        root_keys=[pub["root"]],
-        root_threshold=1,
-        targets_keys=[pub["targets"]],
-        snapshot_keys=[pub["snapshot"]],
-        timestamp_keys=[pub["timestamp"]],
-        signers=[signers[n] for n in ("root", "targets", "snapshot", "timestamp")],
-    )
-    repo = Repository(repo_path)
-    repo.add_product(PRODUCT, [pub["re1"], pub["qa1"]], 2, [signers["targets"]], online)
+    bench = make_repo(work, PRODUCT, PASSPHRASE_ENV)
+    repo_path = bench.path
     firmware = work / "firmware.img"
     # Random content (incompressible, no dedup anywhere), 1 MiB repeated with
     # a counter so that each MiB differs.
@@ -133,22 +105,9 @@ def build_repo(work: Path, size_mib: int) -> str:
     with firmware.open("wb") as f:
         for i in range(size_mib):
             f.write(i.to_bytes(8, "big") + block[8:])
-    bundle = work / "bundle"
-    create_release(
-        repo=repo,
-        product=PRODUCT,
-        version=VERSION,
-        release_counter=1,
-        hardware_ids=("rev-b",),
-        firmware=firmware,
-        out=bundle,
-        notes="bench release",
-    )
-    sign_bundle(bundle, signers["re1"])
-    sign_bundle(bundle, signers["qa1"])
-    publish_bundle(bundle, repo, online)
+    bench.publish(VERSION, 1, firmware)
     # The published copy under targets/ is all that is needed from here on.
-    shutil.rmtree(bundle)
+    shutil.rmtree(work / f"bundle-{VERSION}")
     firmware.unlink()
     (served,) = (repo_path / "targets" / PRODUCT / VERSION).glob("*.firmware.img")
     return str(served.relative_to(repo_path))

@@ -57,6 +57,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from bench_repo import make_repo
+
 # Heavy imports (signer, update_server, SQLAlchemy, psycopg, rich) happen in
 # the functions that need them: load generator processes are spawned and
 # import only this module, so they start fast and stay small.
@@ -606,70 +608,28 @@ def _checkin_body(firmware_sha256: str) -> bytes:
 def build_stack(work: Path, database_url: str, n_devices: int) -> Stack:
     """Keys, a repository with two published releases, a data folder, enrolled pumps.
 
-    Built as the tests build it: encrypted key files, ``Repository.init``,
-    ``add_product``, ``create_release`` + two ``sign_bundle`` + ``publish_bundle``
-    per release, then ``init_data_dir``. Pumps are enrolled directly in the
-    database (the rows ``POST /api/v1/devices`` writes), which takes a second
-    for thousands of pumps instead of a minute.
+    Built as the tests build it (:mod:`bench_repo`), then ``init_data_dir``.
+    Pumps are enrolled directly in the database (the rows ``POST
+    /api/v1/devices`` writes), which takes a second for thousands of pumps
+    instead of a minute.
     """
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
     from sqlalchemy import insert
 
-    from signer import (
-        OnlineSigners,
-        PassphraseSource,
-        Repository,
-        create_release,
-        generate_keypair,
-        load_public_key,
-        load_signer,
-        publish_bundle,
-        sign_bundle,
-    )
     from update_server.datadir import init_data_dir
     from update_server.db import engine_for
     from update_server.models import Base
 
-    keys = work / "keys"
-    passphrase = os.environ[PASSPHRASE_ENV].encode()
-    names = ("root", "targets", "snapshot", "timestamp", "re1", "qa1")
-    for name in names:
-        generate_keypair(keys / name, passphrase=passphrase)
-    source = PassphraseSource(PASSPHRASE_ENV, interactive=False)
-    signers = {n: load_signer(str(keys / f"{n}.key"), source) for n in names}
-    pub = {n: load_public_key(keys / f"{n}.pub") for n in names}
-    online = OnlineSigners(signers["snapshot"], signers["timestamp"])
-    repo_path = work / "repo"
-    Repository.init(
-        repo_path,
-        root_keys=[pub["root"]],
-        root_threshold=1,
-        targets_keys=[pub["targets"]],
-        snapshot_keys=[pub["snapshot"]],
-        timestamp_keys=[pub["timestamp"]],
-        signers=[signers[n] for n in ("root", "targets", "snapshot", "timestamp")],
-    )
-    repo = Repository(repo_path)
-    repo.add_product(PRODUCT, [pub["re1"], pub["qa1"]], 2, [signers["targets"]], online)
+    bench = make_repo(work, PRODUCT, PASSPHRASE_ENV)
+    keys, repo_path = bench.keys, bench.path
     running_sha = ""
     for version, counter in (RUNNING, NEWEST):
         firmware = work / f"fw-{version}.img"
         firmware.write_bytes((f"PUMPGUARD-FW {version}\n".encode() * 4096)[:65536])
-        bundle = work / f"bundle-{version}"
-        create_release(
-            repo=repo,
-            product=PRODUCT,
-            version=version,
-            release_counter=counter,
-            hardware_ids=(HARDWARE_ID, "rev-c"),
-            firmware=firmware,
-            out=bundle,
-            notes=f"bench release {version}",
+        bench.publish(
+            version, counter, firmware, (HARDWARE_ID, "rev-c"), f"bench release {version}"
         )
-        sign_bundle(bundle, signers["re1"])
-        sign_bundle(bundle, signers["qa1"])
-        publish_bundle(bundle, repo, online)
         if (version, counter) == RUNNING:
             running_sha = hashlib.sha256(firmware.read_bytes()).hexdigest()
 
