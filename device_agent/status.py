@@ -234,7 +234,3 @@ def download_rate(status: PumpStatus | None, rules: SafetyConfig) -> float | Non
         return float(rules.therapy_download_rate)
     return None
 
-
-def utc_now() -> datetime:
-    """The current UTC time (one place, so tests can reason about it)."""
-    return datetime.now(UTC)
