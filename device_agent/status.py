@@ -233,4 +233,3 @@ def download_rate(status: PumpStatus | None, rules: SafetyConfig) -> float | Non
     if status is None or status.therapy_active:
         return float(rules.therapy_download_rate)
     return None
-
