@@ -14,60 +14,18 @@ from pumpguard.errors import PumpguardError
 from repo_support import CliResult
 from sbom import validate_sbom
 from sbom.cli import vulndb
+from sbom_support import audited_components
 
 FIXTURES = Path(__file__).parent / "fixtures"
-ZLIB_SHA256 = "8b54fb9bcf4d5a7078028e0520acddefb7900b3e66fec7f7175bb5b7d85ccdca"
-
-
-def _manifest(
-    zlib: str = "1.2.11",
-    busybox: str = "1.35.0",
-    zlib_hash: str = ZLIB_SHA256,
-    eos: str = "2030-12-31",
-) -> str:
-    return f"""
-[supplier]
-name = "Acme Medical Devices"
-
-[[component]]
-name = "zlib"
-version = "{zlib}"
-supplier = "Jean-loup Gailly and Mark Adler"
-cpe = "cpe:2.3:a:zlib:zlib:{zlib}:*:*:*:*:*:*:*"
-purl = "pkg:generic/zlib@{zlib}"
-licenses = ["Zlib"]
-support_level = "supported"
-end_of_support = {eos}
-hashes = {{ sha256 = "{zlib_hash}" }}
-
-[[component]]
-name = "busybox"
-version = "{busybox}"
-supplier = "BusyBox project"
-cpe = "cpe:2.3:a:busybox:busybox:{busybox}:*:*:*:*:*:*:*"
-purl = "pkg:generic/busybox@{busybox}"
-licenses = ["GPL-2.0-only"]
-support_level = "limited"
-end_of_support = 2025-06-30
-
-[[component]]
-name = "golang.org/x/net"
-version = "0.16.0"
-supplier = "The Go Authors"
-purl = "pkg:golang/golang.org/x/net@v0.16.0"
-licenses = ["BSD-3-Clause"]
-support_level = "supported"
-end_of_support = 2031-01-01
-"""
 
 
 @pytest.fixture
 def release_sbom(tmp_path: Path, make_sbom: Callable[..., bytes]) -> Callable[..., Path]:
-    """Write the SBOM of a release whose manifest is :func:`_manifest` (**kwargs)."""
+    """Write the SBOM of a release; kwargs go to :func:`sbom_support.audited_components`."""
 
     def write(name: str = "old.cdx.json", version: str = "8.1.0", **kwargs: Any) -> Path:
         manifest = tmp_path / f"{name}.toml"
-        manifest.write_text(_manifest(**kwargs), encoding="utf-8")
+        manifest.write_text(audited_components(**kwargs), encoding="utf-8")
         path = tmp_path / name
         path.write_bytes(
             make_sbom(version=version, components_manifest=manifest, authors=["Acme firmware team"])

@@ -14,6 +14,7 @@ import pytest
 from repo_support import RepoEnv
 from sbom.feeds import read_feed
 from sbom.vulndb import VulnDb
+from sbom_support import audited_components
 from signer.bundle import create_release, publish_bundle, sign_bundle
 from threat_model.package import PackageInputError, ReleaseVerificationError, build_package
 from tm_support import chromium_dom, install_fake_check, require_tool, small_model, write_junit
@@ -22,40 +23,6 @@ RELEASE = "sigma-spectrum/1.0.0"
 FEEDS = Path(__file__).parent.parent / "sbom" / "fixtures"
 WHEN = "2026-01-15T10:00:00Z"
 
-#: Known vulnerabilities (zlib), a known exploited one (x/net), ended support (busybox).
-COMPONENTS = """
-[supplier]
-name = "Acme Medical Devices"
-
-[[component]]
-name = "zlib"
-version = "1.2.11"
-supplier = "Jean-loup Gailly and Mark Adler"
-cpe = "cpe:2.3:a:zlib:zlib:1.2.11:*:*:*:*:*:*:*"
-purl = "pkg:generic/zlib@1.2.11"
-licenses = ["Zlib"]
-support_level = "supported"
-end_of_support = 2030-12-31
-
-[[component]]
-name = "busybox"
-version = "1.35.0"
-supplier = "BusyBox project"
-cpe = "cpe:2.3:a:busybox:busybox:1.35.0:*:*:*:*:*:*:*"
-purl = "pkg:generic/busybox@1.35.0"
-licenses = ["GPL-2.0-only"]
-support_level = "limited"
-end_of_support = 2025-06-30
-
-[[component]]
-name = "golang.org/x/net"
-version = "0.16.0"
-supplier = "The Go Authors"
-purl = "pkg:golang/golang.org/x/net@v0.16.0"
-licenses = ["BSD-3-Clause"]
-support_level = "supported"
-end_of_support = 2031-01-01
-"""
 
 #: The small model's tests: two pass, one fails, one is absent from the run.
 OUTCOMES = {
@@ -95,7 +62,7 @@ def inputs(repo_env: RepoEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     require_tool("dot")
     install_fake_check(monkeypatch)
     manifest = tmp_path / "components.toml"
-    manifest.write_text(COMPONENTS, encoding="utf-8")
+    manifest.write_text(audited_components(zlib_hash=None), encoding="utf-8")
     bundle = repo_env.work / "bundle"
     create_release(
         repo=repo_env.repo,
