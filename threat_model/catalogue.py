@@ -909,9 +909,22 @@ _CONTROLS = (
     Control(
         "C-DEVICE-REVOCATION",
         "Revoked pumps are refused",
-        "An operator revokes a lost or compromised pump; its signed requests are refused.",
-        ("update_server.devices:revoke",),
-        _n(_DEVICE_AUTH, "test_revoked_device_is_refused")
+        "An operator revokes a lost or compromised pump; its signed requests are refused, "
+        "on the next request in every server process: the check-in's write re-checks "
+        "the revocation even when the pump's enrollment is cached.",
+        (
+            "update_server.devices:revoke",
+            "update_server.device_auth:IdentityCache",
+            "update_server.devices:_write_checkin",
+        ),
+        _n(
+            _DEVICE_AUTH,
+            "test_revoked_device_is_refused",
+            "test_device_revoked_while_its_checkin_is_processed_is_refused_and_nothing_is_written",
+            "test_revoked_device_is_refused_although_its_enrollment_is_cached",
+            "test_a_key_changed_in_the_database_replaces_the_cached_one",
+            "test_a_request_that_fails_to_verify_is_not_cached",
+        )
         + _n(_DEVICES, "test_revocation_is_audited_once_and_needs_operator"),
     ),
     Control(

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import sqlalchemy.exc
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from update_server import db, devices, openapi, refresher, releases, tuf
+from update_server import db, device_auth, devices, openapi, refresher, releases, tuf
 from update_server.config import ServerConfig, load_config
 from update_server.errors import ApiError
 
 __all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a client is asked to wait (``Retry-After``) when the database is unavailable.
+DATABASE_RETRY_AFTER = 5
 
 
 def create_app(config: ServerConfig | Mapping[str, Any] | None = None) -> Flask:
@@ -38,6 +46,7 @@ def create_app(config: ServerConfig | Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     db.init_app(app)
+    device_auth.init_app(app)
     _register_error_handlers(app)
     for module in _FEATURES:
         module.init_app(app)
@@ -45,6 +54,24 @@ def create_app(config: ServerConfig | Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(psycopg.OperationalError)
+    @app.errorhandler(sqlalchemy.exc.OperationalError)
+    def _database_unavailable(e: Exception) -> tuple[Response, int]:
+        # The database is down, restarting or locked: a temporary condition
+        # the client should retry (pumps back off), not a server bug. The
+        # message names the server's side only; the details go to the log.
+        logger.error("database unavailable: %s", e, exc_info=e)
+        response = jsonify(
+            {
+                "error": {
+                    "code": "database_unavailable",
+                    "message": "the server's database is unavailable; retry later",
+                }
+            }
+        )
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER)
+        return response, 503
+
     @app.errorhandler(ApiError)
     def _api_error(e: ApiError) -> tuple[Response, int]:
         return jsonify(e.to_json()), e.status

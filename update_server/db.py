@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from flask import Flask, current_app, g
 from psycopg import RawCursor
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import PoolProxiedConnection
 
 __all__ = [
+    "DeviceConnections",
     "device_cursor",
+    "dispose",
     "engine_for",
     "get_session",
     "init_app",
@@ -44,9 +48,9 @@ def engine_for(url: str) -> Engine:
         return engine
     # No pre-ping: it costs a round trip on every request (bench/server_load.py);
     # recycling connections bounds how stale one can get instead. Each request
-    # holds at most two connections (its session and, for signed device
-    # requests, device_cursor()), so 10 + 10 covers a worker with up to 10
-    # gunicorn threads (docs/deployment.md).
+    # holds at most one pooled connection (device_cursor() keeps its own, one
+    # per thread), so 10 + 10 covers a worker with up to 20 gunicorn threads
+    # (docs/deployment.md).
     return create_engine(url, pool_recycle=300, pool_size=10, max_overflow=10)
 
 
@@ -66,16 +70,29 @@ def init_app(app: Flask) -> None:
     engine = engine_for(app.config["PUMPGUARD"].database_url)
     app.extensions["pumpguard.db"] = sessionmaker(engine, expire_on_commit=False)
     app.extensions["pumpguard.engine"] = engine
-    app.extensions["pumpguard.postgresql"] = engine.dialect.name == "postgresql"
+    app.extensions["pumpguard.device_connection"] = None
+    if engine.dialect.name == "postgresql":
+        # The engine's connection settings (URL, query options, type
+        # adapters), for device_cursor()'s own connections.
+        args, kwargs = engine.dialect.create_connect_args(engine.url)
+        app.extensions["pumpguard.device_connection"] = DeviceConnections(list(args), dict(kwargs))
 
     @app.teardown_appcontext
     def _close(_exc: BaseException | None) -> None:
         session = g.pop("db_session", None)
         if session is not None:
             session.close()
-        raw: PoolProxiedConnection | None = g.pop("db_device_connection", None)
-        if raw is not None:
-            _return_device_connection(raw)
+        if g.pop("db_device_cursor", None) is not None:
+            connections: DeviceConnections = app.extensions["pumpguard.device_connection"]
+            connections.release()
+
+
+def dispose(app: Flask) -> None:
+    """Close ``app``'s pooled connections and every device connection."""
+    app.extensions["pumpguard.engine"].dispose()
+    connections: DeviceConnections | None = app.extensions["pumpguard.device_connection"]
+    if connections is not None:
+        connections.close_all()
 
 
 def get_session() -> Session:
@@ -89,47 +106,91 @@ def get_session() -> Session:
 
 
 def device_cursor() -> RawCursor[Any] | None:
-    """This request's autocommit psycopg cursor on PostgreSQL; None on SQLite.
+    """This thread's autocommit psycopg cursor on PostgreSQL; None on SQLite.
 
     The signed device requests (check-ins) run every poll interval for every
-    pump, so on PostgreSQL they bypass the session and SQLAlchemy's execution
-    layer: plain psycopg statements (``$n`` placeholders; psycopg prepares a
-    statement after a few uses) on a pooled connection in autocommit mode,
+    pump, so on PostgreSQL they bypass the session, SQLAlchemy's execution
+    layer and its pool: plain psycopg statements (``$n`` placeholders;
+    psycopg prepares a statement after a few uses) on a connection of their
+    own per server thread, opened on first use and kept in autocommit mode,
     where each statement is its own transaction and needs no ``BEGIN`` or
     ``COMMIT`` round trip (bench/server_load.py). A caller that writes must
     therefore write everything a request changes in one statement; see
-    ``update_server.devices.checkin``. The cursor is kept with its connection
-    (making one costs more than a query); the connection goes back to the
-    pool, in its usual transactional mode, when the request ends.
+    ``update_server.devices.checkin``.
+
+    A connection that broke (the database restarted, the network failed) is
+    closed when the request ends, and the thread's next request opens a new
+    one; the failing request gets the error.
     """
-    raw: PoolProxiedConnection | None = g.get("db_device_connection")
-    if raw is None:
-        if not current_app.extensions["pumpguard.postgresql"]:
-            return None
-        raw = current_app.extensions["pumpguard.engine"].raw_connection()
-        try:
-            conn = raw.driver_connection
-            conn.autocommit = True  # type: ignore[union-attr]
-            kept = raw.info.get("pumpguard.cursor")
-            if kept is None or kept.connection is not conn:  # new or reconnected
-                raw.info["pumpguard.cursor"] = RawCursor(conn)  # type: ignore[arg-type]
-        except BaseException:
-            raw.invalidate()
-            raw.close()
-            raise
-        g.db_device_connection = raw
-    cursor: RawCursor[Any] = raw.info["pumpguard.cursor"]
+    connections: DeviceConnections | None = current_app.extensions["pumpguard.device_connection"]
+    if connections is None:
+        return None
+    cursor = connections.cursor()
+    g.db_device_cursor = cursor
     return cursor
 
 
-def _return_device_connection(raw: PoolProxiedConnection) -> None:
-    try:
-        # Idle in autocommit (each statement committed or failed on its own),
-        # so switching back is local to the driver: no round trip.
-        raw.driver_connection.autocommit = False  # type: ignore[union-attr]
-    except psycopg.Error:
-        raw.invalidate()  # broken or mid-transaction: never reuse it
-    raw.close()
+class DeviceConnections:
+    """The autocommit connections of :func:`device_cursor`, one per thread.
+
+    All are tracked, so :func:`dispose` closes them whichever thread opened
+    them.
+    """
+
+    def __init__(self, connect_args: list[Any], connect_kwargs: dict[str, Any]) -> None:
+        self._connect_args = connect_args
+        self._connect_kwargs = connect_kwargs
+        self._local = threading.local()
+        self._open: set[psycopg.Connection[Any]] = set()
+        self._lock = threading.Lock()
+
+    def current(self) -> RawCursor[Any] | None:
+        """This thread's cursor if it has one open, else None."""
+        cursor: RawCursor[Any] | None = getattr(self._local, "cursor", None)
+        if cursor is None or self._local.pid != os.getpid():
+            return None
+        if cursor.connection.closed:  # by dispose(), or by psycopg when it broke
+            self._local.cursor = None
+            self._close(cursor.connection)
+            return None
+        return cursor
+
+    def cursor(self) -> RawCursor[Any]:
+        """This thread's cursor, on a new connection if it has none open."""
+        cursor = self.current()
+        if cursor is None:
+            # First use in this thread, closed by dispose(), or a forked child
+            # (gunicorn --preload) that must not share its parent's socket.
+            conn = psycopg.connect(*self._connect_args, autocommit=True, **self._connect_kwargs)
+            with self._lock:
+                self._open.add(conn)
+            cursor = self._local.cursor = RawCursor(conn)
+            self._local.pid = os.getpid()
+        return cursor
+
+    def release(self) -> None:
+        """At the end of a request: close this thread's connection if it is unusable."""
+        cursor = self.current()
+        if cursor is None:
+            return
+        conn = cursor.connection
+        if conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
+            self._local.cursor = None
+            self._close(conn)
+
+    def close_all(self) -> None:
+        """Close every thread's connection; a thread's next request opens a new one."""
+        with self._lock:
+            conns, self._open = self._open, set()
+        for conn in conns:
+            with suppress(psycopg.Error):
+                conn.close()
+
+    def _close(self, conn: psycopg.Connection[Any]) -> None:
+        with self._lock:
+            self._open.discard(conn)
+        with suppress(psycopg.Error):
+            conn.close()
 
 
 @contextmanager

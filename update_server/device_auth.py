@@ -26,13 +26,15 @@ Two ways to record the nonce, chosen by the view:
 
 * by default the enrollment is read and the nonce inserted in the request's
   session transaction before the view runs, and the view commits (events);
-* with ``defer_nonce=True`` (the check-in, the hot path) the enrollment is
-  read on its own (on PostgreSQL an autocommit read, no transaction) and the
-  view writes the nonce together with its own changes at its end
-  (``devices._write_checkin``; on PostgreSQL one statement, which is the
-  request's whole transaction, committed before the answer). That write
-  re-checks the enrollment (not revoked, same key, product and hardware), so
-  a revocation in between refuses the request and writes nothing.
+* with ``defer_nonce=True`` (the check-in, the hot path) the enrollment
+  comes from the process's :class:`IdentityCache`, or is read on its own (on
+  PostgreSQL an autocommit read, no transaction), and the view writes the
+  nonce together with its own changes at its end (``devices._write_checkin``;
+  on PostgreSQL one statement, which is the request's whole transaction and
+  its only round trip, committed before the answer). That write re-checks
+  the enrollment (not revoked, same key, product and hardware), so a
+  revocation since the cache or the read refuses the request and writes
+  nothing.
 """
 
 from __future__ import annotations
@@ -69,7 +71,11 @@ from update_server.models import Base, DeviceNonce
 __all__ = [
     "DEVICE_ID_RE",
     "AuthenticatedDevice",
+    "Enrollment",
+    "IdentityCache",
     "current_device",
+    "forget_device",
+    "init_app",
     "load_public_key",
     "prune_nonces",
     "replay_error",
@@ -90,6 +96,11 @@ _SIGNED_HEADERS = (HEADER_DEVICE, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATU
 
 #: Seconds between prunes of expired nonces, per server process.
 PRUNE_INTERVAL = 60.0
+
+#: Enrollments a server process keeps (:class:`IdentityCache`): about 300
+#: bytes each, so at most some 30 MB; a fleet larger than this still works,
+#: with a database read for the devices that fell out.
+IDENTITY_CACHE_SIZE = 100_000
 
 # The signed-request path runs for every check-in, so it uses Core statements
 # built once: SQLAlchemy reuses their compiled form and no ORM unit of work
@@ -245,25 +256,46 @@ def authenticate_device(
         raise UnauthorizedError(
             f"the request is signed by device {claimed!r}, not by {device_id!r} in the URL"
         )
-    device = _enrolled(device_id, record_nonce) if DEVICE_ID_RE.match(device_id) else None
+    identities: IdentityCache = current_app.extensions["pumpguard.device_identities"]
+    # The deferred write re-checks the enrollment, so only that path may take
+    # it from the cache; a request that records its nonce now reads it in its
+    # own transaction.
+    device = identities.get(device_id) if not record_nonce else None
+    cached = device is not None
+    if device is None:
+        device = _enrolled(device_id, record_nonce) if DEVICE_ID_RE.match(device_id) else None
     if device is None:
         raise UnauthorizedError(f"device {device_id!r} is not enrolled or was revoked")
-    public_key, product, hardware_id = device
     # Bound the body before reading it: the signature covers it, so it is read
     # before the sender is authenticated (threat SRV-DOS).
     request.max_content_length = max_body
     body = request.get_data(cache=True)
+    headers = {name: request.headers.get(name, "") for name in _SIGNED_HEADERS}
+    method, path = request.method, signed_request_path()
     try:
-        timestamp, nonce = verify_request_signature(
-            load_public_key(public_key),
-            {name: request.headers.get(name, "") for name in _SIGNED_HEADERS},
-            device_id,
-            request.method,
-            signed_request_path(),
-            body,
-        )
+        try:
+            timestamp, nonce = verify_request_signature(
+                load_public_key(device.public_key), headers, device_id, method, path, body
+            )
+        except DeviceAuthError:
+            if not cached:
+                raise
+            # The key may have changed since it was cached (only an edit of
+            # the database can do that): decide on what is enrolled now.
+            identities.discard(device_id)
+            cached = False
+            device = _enrolled(device_id, record_nonce)
+            if device is None:
+                raise UnauthorizedError(
+                    f"device {device_id!r} is not enrolled or was revoked"
+                ) from None
+            timestamp, nonce = verify_request_signature(
+                load_public_key(device.public_key), headers, device_id, method, path, body
+            )
     except DeviceAuthError as e:
         raise UnauthorizedError(str(e)) from e
+    if not cached and not record_nonce:
+        identities.put(device)
     now = time.time()
     # A captured request is only replayable within the skew window, and the
     # window is exactly as long as nonces are kept (threat SRV-REPLAY).
@@ -278,11 +310,83 @@ def authenticate_device(
     seen_at = datetime.fromtimestamp(now, UTC)
     if record_nonce:
         _record_nonce(get_session(), device_id, nonce, seen_at)
-    return AuthenticatedDevice(device_id, product, hardware_id, public_key, nonce, seen_at)
+    return AuthenticatedDevice(
+        device_id, device.product, device.hardware_id, device.public_key, nonce, seen_at
+    )
 
 
-def _enrolled(device_id: str, in_session: bool) -> tuple[str, str, str] | None:
-    """``(public_key, product, hardware_id)`` of an enrolled, unrevoked device.
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    """What a device was enrolled with: fixed for the life of its device id.
+
+    Attributes:
+        device_id: The device id.
+        public_key: Its Ed25519 public key (hex).
+        product: Its product.
+        hardware_id: Its hardware revision.
+    """
+
+    device_id: str
+    public_key: str
+    product: str
+    hardware_id: str
+
+
+class IdentityCache:
+    """Enrollments of recently seen devices, per server process.
+
+    Enrolling a device id a second time is refused, even after revocation
+    (``POST /api/v1/devices``), so what a device id was enrolled with never
+    changes; only its revocation does, and that is not cached. A check-in
+    therefore takes the device's key from here instead of a database read,
+    and its one write (``devices._write_checkin``) re-checks, in the same
+    statement that records the nonce, that the device is still enrolled with
+    that key, product and hardware and not revoked: a revocation refuses the
+    very next request (threat SRV-DEVICE-SPOOF). An entry is dropped when that
+    re-check fails or its key does not verify a request.
+
+    Bounded: when full, the oldest entry goes (insertion order), so a flood
+    of requests naming many devices costs memory of at most ``size`` entries.
+    """
+
+    def __init__(self, size: int = IDENTITY_CACHE_SIZE) -> None:
+        self._size = size
+        self._entries: dict[str, Enrollment] = {}
+        self._lock = threading.Lock()
+
+    def get(self, device_id: str) -> Enrollment | None:
+        """The cached enrollment of ``device_id``, if any."""
+        return self._entries.get(device_id)
+
+    def put(self, enrollment: Enrollment) -> None:
+        """Remember an enrollment just read from the database."""
+        with self._lock:
+            if enrollment.device_id not in self._entries and len(self._entries) >= self._size:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[enrollment.device_id] = enrollment
+
+    def discard(self, device_id: str) -> None:
+        """Forget ``device_id`` (its enrollment was found changed or revoked)."""
+        with self._lock:
+            self._entries.pop(device_id, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def init_app(app: Flask) -> None:
+    """Give ``app`` its cache of device enrollments."""
+    app.extensions["pumpguard.device_identities"] = IdentityCache()
+
+
+def forget_device(device_id: str) -> None:
+    """Drop ``device_id`` from this process's cache (a deferred write found it changed)."""
+    identities: IdentityCache = current_app.extensions["pumpguard.device_identities"]
+    identities.discard(device_id)
+
+
+def _enrolled(device_id: str, in_session: bool) -> Enrollment | None:
+    """The enrollment of an enrolled, unrevoked device, read from the database.
 
     Read in the request's session transaction when the nonce is recorded
     there too (``in_session``), as before any fast path existed. Otherwise,
@@ -296,7 +400,7 @@ def _enrolled(device_id: str, in_session: bool) -> tuple[str, str, str] | None:
     else:
         conn = get_session().connection()
         row = conn.execute(_SELECT_DEVICE, {"b_device_id": device_id}).one_or_none()
-    return None if row is None else (row[0], row[1], row[2])
+    return None if row is None else Enrollment(device_id, row[0], row[1], row[2])
 
 
 def _record_nonce(session: Session, device_id: str, nonce: str, seen_at: datetime) -> None:

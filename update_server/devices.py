@@ -65,6 +65,7 @@ from update_server.device_auth import (
     DEVICE_ID_RE,
     AuthenticatedDevice,
     current_device,
+    forget_device,
     replay_error,
     signed_device_request,
     validate_device_id,
@@ -705,6 +706,8 @@ def _write_checkin(
         else:
             session.rollback()
     if written != 1:
+        # Revoked since it was cached (or read): the next request reads again.
+        forget_device(device.device_id)
         raise UnauthorizedError(f"device {device.device_id!r} is not enrolled or was revoked")
 
 

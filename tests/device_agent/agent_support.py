@@ -33,7 +33,7 @@ from signer.repository import Repository
 from update_server import create_app
 from update_server.auth import create_token
 from update_server.datadir import init_data_dir
-from update_server.db import engine_for, session_scope
+from update_server.db import dispose, engine_for, session_scope
 
 __all__ = ["LyingServer", "World", "run_pump", "set_selftest", "world_at"]
 
@@ -248,7 +248,7 @@ def world_at(tmp: Path, key_dir: Path, tls: ssl.SSLContext | None = None) -> Ite
         with live_server(liar, tls) as base:  # type: ignore[arg-type]
             yield World(env, data, base, admin, release_token, work, liar)
     finally:
-        app.extensions["pumpguard.engine"].dispose()
+        dispose(app)
 
 
 def run_pump(pump: SimulatedPump, *, max_boots: int = 10, max_steps: int = 200) -> AgentState:

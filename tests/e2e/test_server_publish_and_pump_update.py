@@ -29,7 +29,7 @@ from signer.repository import Repository
 from signer.status import repo_status
 from update_server import create_app
 from update_server.auth import create_token
-from update_server.db import engine_for, session_scope
+from update_server.db import dispose, engine_for, session_scope
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def server(server_env: ServerEnv) -> Iterator[str]:
         with live_server(app) as base:
             yield base
     finally:
-        app.extensions["pumpguard.engine"].dispose()
+        dispose(app)
 
 
 @pytest.fixture

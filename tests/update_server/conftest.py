@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 
 from server_support import Pump, ServerEnv, enroll
 from update_server import create_app
+from update_server.db import dispose
 
 
 @pytest.fixture
@@ -17,7 +18,7 @@ def app(server_env: ServerEnv) -> Iterator[Flask]:
     app = create_app(server_env.config())
     app.config["TESTING"] = True
     yield app
-    app.extensions["pumpguard.engine"].dispose()
+    dispose(app)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 from werkzeug.test import TestResponse
 
 from pumpguard.device_auth import (
@@ -27,8 +27,8 @@ from pumpguard.device_auth import (
     sign_request,
 )
 from server_support import Pump, checkin_report, enroll
-from update_server.db import session_scope
-from update_server.device_auth import prune_nonces
+from update_server.db import DeviceConnections, session_scope
+from update_server.device_auth import Enrollment, IdentityCache, prune_nonces
 from update_server.models import Device, DeviceNonce, utcnow
 
 
@@ -378,3 +378,135 @@ def test_expired_nonces_are_pruned_by_signed_requests(
     with session_scope(app.extensions["pumpguard.db"]) as s:
         left = list(s.execute(select(DeviceNonce.nonce)).scalars())
     assert len(left) == 1 and not left[0].startswith("old")
+
+
+# ------------------------------------------------- cached enrollments
+
+
+def identities(app: Flask) -> IdentityCache:
+    cache: IdentityCache = app.extensions["pumpguard.device_identities"]
+    return cache
+
+
+def test_revoked_device_is_refused_although_its_enrollment_is_cached(
+    client: FlaskClient, pump: Pump, app: Flask
+) -> None:
+    # The check-in takes the pump's key from the process's cache; the write
+    # re-checks the revocation, so the very next request is refused
+    # (SRV-DEVICE-SPOOF), nothing is written and the entry is dropped.
+    assert signed_post(client, pump, pump.checkin_path, checkin_body(pump)).status_code == 200
+    assert identities(app).get(pump.device_id) is not None
+    before = device_row(app, pump.device_id).last_seen
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        device = s.get(Device, pump.device_id)
+        assert device is not None
+        device.revoked_at = utcnow()  # as another server process would
+    nonce = "d" * 32
+    r = signed_post(client, pump, pump.checkin_path, checkin_body(pump), nonce=nonce)
+    assert_refused(r, 401, "revoked")
+    assert device_row(app, pump.device_id).last_seen == before
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        assert s.get(DeviceNonce, (pump.device_id, nonce)) is None
+    assert identities(app).get(pump.device_id) is None
+    # Refused again from the database, and not cached.
+    assert_refused(signed_post(client, pump, pump.checkin_path, checkin_body(pump)), 401, "revoked")
+    assert identities(app).get(pump.device_id) is None
+
+
+def test_a_key_changed_in_the_database_replaces_the_cached_one(
+    client: FlaskClient, pump: Pump, app: Flask
+) -> None:
+    # Enrollment never changes a device's key; an operator's repair in the
+    # database does. The cached old key must neither refuse the new key nor
+    # keep accepting the old one.
+    assert signed_post(client, pump, pump.checkin_path, checkin_body(pump)).status_code == 200
+    old_key, new_key = pump.key, Ed25519PrivateKey.generate()
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        device = s.get(Device, pump.device_id)
+        assert device is not None
+        device.public_key = Pump(pump.device_id, key=new_key).public_hex
+    r = signed_post(client, pump, pump.checkin_path, checkin_body(pump), key=new_key)
+    assert r.status_code == 200, r.json
+    r = signed_post(client, pump, pump.checkin_path, checkin_body(pump), key=old_key)
+    assert_refused(r, 401, "does not verify")
+
+
+def test_a_request_that_fails_to_verify_is_not_cached(
+    client: FlaskClient, pump: Pump, app: Flask
+) -> None:
+    r = signed_post(
+        client, pump, pump.checkin_path, checkin_body(pump), key=Ed25519PrivateKey.generate()
+    )
+    assert_refused(r, 401, "does not verify")
+    assert identities(app).get(pump.device_id) is None
+
+
+def test_identity_cache_is_bounded_and_drops_the_oldest_entry() -> None:
+    cache = IdentityCache(size=3)
+    for i in range(5):
+        cache.put(Enrollment(f"pump-{i}", "ab" * 32, "p", "rev-b"))
+    assert len(cache) == 3
+    assert [cache.get(f"pump-{i}") is not None for i in range(5)] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
+    cache.put(Enrollment("pump-3", "cd" * 32, "p", "rev-b"))  # replacing does not evict
+    assert len(cache) == 3
+    cache.discard("pump-3")
+    cache.discard("pump-3")
+    assert len(cache) == 2
+
+
+# --------------------------------------------- the check-in's own connection
+
+
+def backend_pid(connections: DeviceConnections) -> int:
+    """The PostgreSQL backend of this thread's check-in connection."""
+    cursor = connections.current()
+    assert cursor is not None
+    pid: int = cursor.connection.info.backend_pid
+    return pid
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_broken_device_connection_answers_503_and_is_replaced(
+    client: FlaskClient, pump: Pump, app: Flask
+) -> None:
+    # The database restarted (here: our backend is terminated) while the
+    # thread's check-in connection was idle: that request gets a 503 to retry
+    # with nothing written, and the next one runs on a new connection.
+    assert signed_post(client, pump, pump.checkin_path, checkin_body(pump)).status_code == 200
+    connections: DeviceConnections = app.extensions["pumpguard.device_connection"]
+    pid = backend_pid(connections)
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        assert s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+    before = device_row(app, pump.device_id).last_seen
+    r = signed_post(client, pump, pump.checkin_path, checkin_body(pump))
+    assert r.status_code == 503, r.get_data(as_text=True)
+    assert r.json is not None and r.json["error"]["code"] == "database_unavailable"
+    assert r.headers["Retry-After"].isdigit()
+    assert device_row(app, pump.device_id).last_seen == before
+    r = signed_post(client, pump, pump.checkin_path, checkin_body(pump))
+    assert r.status_code == 200, r.json
+    assert backend_pid(connections) != pid
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_each_server_thread_checks_in_on_its_own_connection(app: Flask, pump: Pump) -> None:
+    pids: list[int] = []
+
+    def check_in() -> None:
+        client = app.test_client()
+        r = signed_post(client, pump, pump.checkin_path, checkin_body(pump))
+        assert r.status_code == 200, r.json
+        pids.append(backend_pid(app.extensions["pumpguard.device_connection"]))
+
+    threads = [threading.Thread(target=check_in) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(pids) == 3 and len(set(pids)) == 3

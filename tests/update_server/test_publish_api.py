@@ -31,7 +31,7 @@ from signer.status import repo_status
 from update_server import create_app, publishing
 from update_server.audit import verify_chain
 from update_server.auth import create_token
-from update_server.db import engine_for, session_scope
+from update_server.db import dispose, engine_for, session_scope
 from update_server.models import AuditEntry, Release
 
 Tree = Callable[[Path], dict[str, bytes]]
@@ -244,7 +244,7 @@ def test_bundle_larger_than_the_limit_is_413(
             assert response.status == 413, body
             assert body["error"]["code"] == "payload_too_large"
     finally:
-        app.extensions["pumpguard.engine"].dispose()
+        dispose(app)
 
 
 # -------------------------------------------------------------- publishing
@@ -479,4 +479,4 @@ def test_release_published_but_not_recorded_is_indexed_at_the_next_start(
         assert [x["version"] for x in listing["releases"]] == ["1.0.0"]
         assert listing["releases"][0]["published_by"] == "reconciled"
     finally:
-        restarted.extensions["pumpguard.engine"].dispose()
+        dispose(restarted)

@@ -18,6 +18,7 @@ from server_support import ServerEnv, live_server
 from signer.repository import Repository
 from update_server import create_app, publishing
 from update_server.config import load_config
+from update_server.db import dispose
 from update_server.refresher import RefreshScheduler, refresh_online_roles
 
 
@@ -45,7 +46,7 @@ def _app(server_env: ServerEnv, **overrides: Any) -> Iterator[Flask]:
         scheduler = app.extensions.get("pumpguard.refresher")
         if scheduler is not None:
             scheduler.stop()
-        app.extensions["pumpguard.engine"].dispose()
+        dispose(app)
 
 
 def _wait_for(condition: Any, timeout: float = 15) -> bool:
