@@ -273,26 +273,16 @@ def authenticate_device(
     headers = {name: request.headers.get(name, "") for name in _SIGNED_HEADERS}
     method, path = request.method, signed_request_path()
     try:
-        try:
-            timestamp, nonce = verify_request_signature(
-                load_public_key(device.public_key), headers, device_id, method, path, body
-            )
-        except DeviceAuthError:
-            if not cached:
-                raise
-            # The key may have changed since it was cached (only an edit of
-            # the database can do that): decide on what is enrolled now.
-            identities.discard(device_id)
-            cached = False
-            device = _enrolled(device_id, record_nonce)
-            if device is None:
-                raise UnauthorizedError(
-                    f"device {device_id!r} is not enrolled or was revoked"
-                ) from None
-            timestamp, nonce = verify_request_signature(
-                load_public_key(device.public_key), headers, device_id, method, path, body
-            )
+        timestamp, nonce = verify_request_signature(
+            load_public_key(device.public_key), headers, device_id, method, path, body
+        )
     except DeviceAuthError as e:
+        if cached:
+            # The key may have changed since it was cached (only an edit of
+            # the database can do that): the next request reads it again.
+            # Not retried now, so a forged request never costs more than one
+            # verification and one read (threat SRV-DOS).
+            identities.discard(device_id)
         raise UnauthorizedError(str(e)) from e
     if not cached and not record_nonce:
         identities.put(device)
@@ -343,7 +333,8 @@ class IdentityCache:
     statement that records the nonce, that the device is still enrolled with
     that key, product and hardware and not revoked: a revocation refuses the
     very next request (threat SRV-DEVICE-SPOOF). An entry is dropped when that
-    re-check fails or its key does not verify a request.
+    re-check fails or its key does not verify a request, so a key changed by
+    an edit of the database is read again on the request after.
 
     Bounded: when full, the oldest entry goes (insertion order), so a flood
     of requests naming many devices costs memory of at most ``size`` entries.

@@ -413,18 +413,22 @@ def test_revoked_device_is_refused_although_its_enrollment_is_cached(
     assert identities(app).get(pump.device_id) is None
 
 
-def test_a_key_changed_in_the_database_replaces_the_cached_one(
+def test_a_key_changed_in_the_database_replaces_the_cached_one_after_one_refusal(
     client: FlaskClient, pump: Pump, app: Flask
 ) -> None:
     # Enrollment never changes a device's key; an operator's repair in the
-    # database does. The cached old key must neither refuse the new key nor
-    # keep accepting the old one.
+    # database does. The cached old key refuses the new key once (no second
+    # verification for a request that failed one), then the new key is read;
+    # the old key is refused from then on.
     assert signed_post(client, pump, pump.checkin_path, checkin_body(pump)).status_code == 200
     old_key, new_key = pump.key, Ed25519PrivateKey.generate()
     with session_scope(app.extensions["pumpguard.db"]) as s:
         device = s.get(Device, pump.device_id)
         assert device is not None
         device.public_key = Pump(pump.device_id, key=new_key).public_hex
+    r = signed_post(client, pump, pump.checkin_path, checkin_body(pump), key=new_key)
+    assert_refused(r, 401, "does not verify")
+    assert identities(app).get(pump.device_id) is None
     r = signed_post(client, pump, pump.checkin_path, checkin_body(pump), key=new_key)
     assert r.status_code == 200, r.json
     r = signed_post(client, pump, pump.checkin_path, checkin_body(pump), key=old_key)
