@@ -39,7 +39,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    return {str(c): {"$ref": f"#/components/responses/E{c}"} for c in codes}
+    # Every API endpoint uses the database, so each can answer 503.
+    return {str(c): {"$ref": f"#/components/responses/E{c}"} for c in (*codes, 503)}
 
 
 def _page(key: str, items: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +130,7 @@ SPEC: dict[str, Any] = {
                 413: "Payload too large",
                 415: "Unsupported media type",
                 422: "Refused",
+                503: "The server's database is unavailable; retry after Retry-After seconds",
             }.items()
         },
         "schemas": {

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
+
+from server_support import ServerEnv
+from update_server import create_app
+from update_server.db import dispose
 
 
 def _app_routes(app: Flask) -> set[tuple[str, str]]:
@@ -42,3 +47,23 @@ def test_wrong_method_answers_json_405_with_allow_header(client: FlaskClient) ->
     assert r.status_code == 405
     assert r.get_json()["error"]["code"] == "method_not_allowed"
     assert {"GET", "POST"} <= {m.strip() for m in r.headers["Allow"].split(",")}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_unreachable_database_answers_json_503_with_retry_after(server_env: ServerEnv) -> None:
+    # Nothing listens on port 1: every statement fails to connect, as while
+    # the database restarts. API clients get a JSON 503 to retry, not a 500.
+    app = create_app(server_env.config(database_url="postgresql+psycopg://pg@127.0.0.1:1/none"))
+    try:
+        client = app.test_client()
+        token = {"Authorization": f"Bearer {server_env.admin_token}"}
+        for r in (
+            client.get("/api/v1/devices", headers=token),
+            client.get("/api/v1/releases", headers=token),
+        ):
+            assert r.status_code == 503, r.get_data(as_text=True)
+            assert r.json is not None and r.json["error"]["code"] == "database_unavailable"
+            assert r.headers["Retry-After"] == "5"
+            assert "127.0.0.1" not in r.get_data(as_text=True)
+    finally:
+        dispose(app)
