@@ -923,7 +923,6 @@ _CONTROLS = (
             "test_device_revoked_while_its_checkin_is_processed_is_refused_and_nothing_is_written",
             "test_revoked_device_is_refused_although_its_enrollment_is_cached",
             "test_a_key_changed_in_the_database_replaces_the_cached_one_after_one_refusal",
-            "test_a_request_that_fails_to_verify_is_not_cached",
         )
         + _n(_DEVICES, "test_revocation_is_audited_once_and_needs_operator"),
     ),

@@ -134,6 +134,7 @@ def test_checkin_signed_with_another_key_is_refused(
     )
     assert_refused(r, 401, "does not verify")
     assert device_row(app, pump.device_id).last_seen is None
+    assert identities(app).get(pump.device_id) is None  # nothing learnt from a forgery
 
 
 @pytest.mark.parametrize(
@@ -433,16 +434,6 @@ def test_a_key_changed_in_the_database_replaces_the_cached_one_after_one_refusal
     assert r.status_code == 200, r.json
     r = signed_post(client, pump, pump.checkin_path, checkin_body(pump), key=old_key)
     assert_refused(r, 401, "does not verify")
-
-
-def test_a_request_that_fails_to_verify_is_not_cached(
-    client: FlaskClient, pump: Pump, app: Flask
-) -> None:
-    r = signed_post(
-        client, pump, pump.checkin_path, checkin_body(pump), key=Ed25519PrivateKey.generate()
-    )
-    assert_refused(r, 401, "does not verify")
-    assert identities(app).get(pump.device_id) is None
 
 
 def test_identity_cache_is_bounded_and_drops_the_oldest_entry() -> None:
