@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import sqlalchemy.exc
 from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from update_server import db, device_auth, devices, openapi, refresher, releases, tuf
 from update_server.config import ServerConfig, load_config
@@ -54,24 +54,6 @@ def create_app(config: ServerConfig | Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(psycopg.OperationalError)
-    @app.errorhandler(sqlalchemy.exc.OperationalError)
-    def _database_unavailable(e: Exception) -> tuple[Response, int]:
-        # The database is down, restarting or locked: a temporary condition
-        # the client should retry (pumps back off), not a server bug. The
-        # message names the server's side only; the details go to the log.
-        logger.error("database unavailable: %s", e, exc_info=e)
-        response = jsonify(
-            {
-                "error": {
-                    "code": "database_unavailable",
-                    "message": "the server's database is unavailable; retry later",
-                }
-            }
-        )
-        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER)
-        return response, 503
-
     @app.errorhandler(ApiError)
     def _api_error(e: ApiError) -> tuple[Response, int]:
         return jsonify(e.to_json()), e.status
@@ -93,6 +75,30 @@ def _register_error_handlers(app: Flask) -> None:
             if name.lower() != "content-type":
                 response.headers[name] = value
         return response, code
+
+    @app.errorhandler(psycopg.OperationalError)
+    @app.errorhandler(sqlalchemy.exc.OperationalError)
+    def _database_unavailable(e: Exception) -> tuple[Response, int]:
+        if not db.is_unavailable(e):
+            # A schema or query error that the driver files under
+            # "operational" (SQLite's "no such table"): a server bug, so a
+            # 500 with its traceback logged, never a 503 inviting retries.
+            logger.error("database error: %s", e, exc_info=e)
+            return _http_error(InternalServerError(original_exception=e))
+        # The database is down, restarting or locked: a temporary condition
+        # the client should retry (pumps back off), not a server bug. The
+        # message names the server's side only; the details go to the log.
+        logger.error("database unavailable: %s", e, exc_info=e)
+        response = jsonify(
+            {
+                "error": {
+                    "code": "database_unavailable",
+                    "message": "the server's database is unavailable; retry later",
+                }
+            }
+        )
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER)
+        return response, 503
 
 
 _FEATURES: list[Any] = [devices, tuf, releases, refresher, openapi]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -14,6 +15,7 @@ from flask import Flask, current_app, g
 from psycopg import RawCursor
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = [
@@ -23,11 +25,50 @@ __all__ = [
     "engine_for",
     "get_session",
     "init_app",
+    "is_unavailable",
     "migrate",
     "session_scope",
 ]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+
+# SQLite's primary result codes for a database that is busy, cannot be opened
+# or written right now, or ran out of room: conditions a retry can outlast.
+# Everything else SQLite calls an "operational error" (SQLITE_ERROR: no such
+# table or column, a syntax error) is a bug or a broken schema.
+_SQLITE_UNAVAILABLE = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+    }
+)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the database is unavailable, not that the server is wrong.
+
+    True for PostgreSQL's operational errors (no connection, the connection
+    broke, the server is shutting down, out of resources, a statement
+    cancelled) and for SQLite's busy, locked, I/O, full and cannot-open
+    errors. False for everything else, including SQLite's "no such table",
+    which its driver also raises as an operational error: a schema or query
+    error must surface as a 500 and a traceback, not as a 503 that asks the
+    client to retry what will never work.
+    """
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    if isinstance(cause, psycopg.OperationalError):
+        return True
+    if isinstance(cause, sqlite3.OperationalError):
+        code = getattr(cause, "sqlite_errorcode", None)
+        # Extended codes (SQLITE_IOERR_WRITE ...) carry the primary in the low byte.
+        return code is not None and code & 0xFF in _SQLITE_UNAVAILABLE
+    return False
 
 
 def engine_for(url: str) -> Engine:
