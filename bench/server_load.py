@@ -15,12 +15,16 @@ generator processes. In one run it prints:
    and their latency;
 3. the floor of the same stack: a trivial Flask endpoint that returns
    ``{"ok": true}``, served by the same gunicorn command, driven by the same
-   load generator at the same concurrency.
+   load generator at the same concurrency;
+4. a reference that splits the check-in's cost: the same signed check-ins
+   against the same app with the check-in's database write replaced by
+   nothing (``--no-reference`` skips it), so the report can say what the
+   write costs and how far the rest of a check-in is from the goals.
 
 Then the ratio check-ins / trivial and PASS/FAIL against the goals of issue 3.
 The exit status is 1 when a goal is missed or any request failed.
 
-``--threads N`` runs all three scenarios with ``--threads N`` (gunicorn's
+``--threads N`` runs every scenario with ``--threads N`` (gunicorn's
 gthread worker, still 2 worker processes) to compare with the production
 command; ``--db-setting NAME=VALUE`` sets a PostgreSQL setting on the
 benchmark database only (e.g. ``commit_delay``).
@@ -106,6 +110,26 @@ app = Flask(__name__)
 def ok():
     return jsonify({"ok": True})
 '''
+
+# The reference for what the database write costs: the production app with
+# the check-in's one statement (devices._write_checkin) replaced by nothing.
+# Everything else a check-in does runs: routing, the signature, the
+# timestamp window, validation, the assignment, the answer. Only this script
+# ever serves it; a nonce is never recorded, so it must not face a network.
+NO_WRITE_APP = '''\
+"""bench/server_load.py's reference: the signed check-in without its database write."""
+
+from update_server import devices
+from update_server.wsgi import app
+
+
+def _no_write(*args, **kwargs):
+    return None
+
+
+devices._write_checkin = _no_write
+'''
+NO_WRITE = "check-in, no write (reference)"
 
 
 # --------------------------------------------------------------- load generator
@@ -665,8 +689,10 @@ def build_stack(work: Path, database_url: str, n_devices: int) -> Stack:
         with engine.begin() as conn:
             conn.execute(insert(Base.metadata.tables["devices"]), rows)
         # A fleet's database has planner statistics (autovacuum keeps them);
-        # one just bulk-loaded has none, and its first ~20,000 check-ins ran
-        # a plan that cost twice the steady state's database CPU.
+        # one just bulk-loaded has none until autovacuum gets to it, so the
+        # figures would depend on when that happens. Four alternated runs
+        # with and without this measured the same PostgreSQL CPU per
+        # check-in (217-223 µs): the check-in's plan does not depend on it.
         with engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
     finally:
@@ -859,6 +885,26 @@ def cpu_budget(checkin: Result, trivial: Result, cpus: int) -> dict[str, float]:
         "trivial_us": trivial.cpu_per_request_us("machine"),
         "trivial_gunicorn_us": trivial.cpu_per_request_us("gunicorn"),
         "ratio_goal": GOAL_RATIO,
+        "ratio_budget_us": trivial.cpu_per_request_us("machine") / GOAL_RATIO,
+    }
+
+
+def write_split(checkin: Result, reference: Result, trivial: Result) -> dict[str, float]:
+    """What the check-in's database write costs, from the no-write reference.
+
+    The difference in machine CPU per request between the check-in and the
+    same check-in without its write, split by where it was spent, and what
+    the rest of the check-in costs against the ratio goal's budget.
+    """
+    return {
+        "write_us": checkin.cpu_per_request_us("machine") - reference.cpu_per_request_us("machine"),
+        "write_gunicorn_us": checkin.cpu_per_request_us("gunicorn")
+        - reference.cpu_per_request_us("gunicorn"),
+        "write_pg_us": checkin.cpu_per_request_us("postgres bench db")
+        - reference.cpu_per_request_us("postgres bench db"),
+        "rest_us": reference.cpu_per_request_us("machine"),
+        "rest_rate": reference.rate,
+        "rest_ratio": ratio(reference.rate, trivial.rate),
         "ratio_budget_us": trivial.cpu_per_request_us("machine") / GOAL_RATIO,
     }
 
@@ -1180,6 +1226,16 @@ def print_report(
         " ({trivial_gunicorn_us:,.0f} in gunicorn), so a ratio of {ratio_goal:g} needs a"
         " check-in to spend at most {ratio_budget_us:,.0f} µs.".format(**budget)
     )
+    if NO_WRITE in by:
+        console.print(
+            "Database write (check-in minus the no-write reference): {write_us:,.0f} µs of"
+            " machine CPU per check-in ({write_gunicorn_us:,.0f} in gunicorn, {write_pg_us:,.0f}"
+            " in PostgreSQL's backends); the rest of a check-in spent {rest_us:,.0f} µs and ran"
+            " at {rest_rate:,.0f}/s, {rest_ratio:.2f} x the trivial endpoint (a ratio of 0.5"
+            " allows {ratio_budget_us:,.0f} µs for everything).".format(
+                **write_split(by["signed check-in"], by[NO_WRITE], trivial)
+            )
+        )
     console.print("Goals:")
     for c in checks:
         verdict = "[green]PASS[/green]" if c.passed else "[red]FAIL[/red]"
@@ -1239,7 +1295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--threads",
         type=int,
         default=GUNICORN_THREADS,
-        help="gunicorn threads per worker, for all three scenarios; 1 is the sync worker"
+        help="gunicorn threads per worker, for every scenario; 1 is the sync worker"
         " (default: the production command's, %(default)s)",
     )
     parser.add_argument(
@@ -1250,6 +1306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="a PostgreSQL setting for the benchmark database only (ALTER DATABASE ... SET),"
         " e.g. commit_delay=100; repeatable",
+    )
+    parser.add_argument(
+        "--no-reference",
+        dest="reference",
+        action="store_false",
+        help=f"skip the fourth scenario ({NO_WRITE!r}) that splits a check-in's cost",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args(argv)
@@ -1312,6 +1374,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     by["signed check-in"], by["trivial endpoint"], info["cpus"]
                 ).items()
             },
+            "write_split": (
+                {
+                    k: round(v, 3 if k == "rest_ratio" else 1)
+                    for k, v in write_split(
+                        by["signed check-in"], by[NO_WRITE], by["trivial endpoint"]
+                    ).items()
+                }
+                if NO_WRITE in by
+                else None
+            ),
             "checks": [{"goal": c.goal, "pass": c.passed, "detail": c.detail} for c in checks],
             "elapsed_s": round(elapsed, 1),
         }
@@ -1355,7 +1427,7 @@ def run_all(
     base_env: dict[str, str],
     log: Callable[[str], None],
 ) -> list[Result]:
-    """The three scenarios: trivial endpoint first (its rate sizes the pre-signing)."""
+    """The scenarios: trivial endpoint first (its rate sizes the pre-signing)."""
     trivial_dir = work / "trivial"
     trivial_dir.mkdir()
     (trivial_dir / "bench_trivial_app.py").write_text(TRIVIAL_APP)
@@ -1402,7 +1474,39 @@ def run_all(
         results.append(run_scenario("signed check-in", jobs, server, stack.database_url, log))
         if server.proc.poll() is not None:
             raise RuntimeError(f"gunicorn died during the run:\n{server.log_tail()}")
-    return [results[2], results[1], results[0]]
+    ordered = [results[2], results[1], results[0]]
+    if args.reference:
+        ordered.insert(1, run_no_write(args, work, stack, env, budget, log))
+    return ordered
+
+
+def run_no_write(
+    args: argparse.Namespace,
+    work: Path,
+    stack: Stack,
+    env: dict[str, str],
+    budget: int,
+    log: Callable[[str], None],
+) -> Result:
+    """Signed check-ins against the app without the check-in's database write."""
+    ref_dir = work / "no-write"
+    ref_dir.mkdir()
+    (ref_dir / "bench_no_write_app.py").write_text(NO_WRITE_APP)
+    with gunicorn(
+        "bench_no_write_app:app",
+        ref_dir,
+        env,
+        work / "no-write.log",
+        "/tuf/metadata/timestamp.json",
+        args.threads,
+    ) as server:
+        preflight_checkin(server.port, stack)
+        log(f"signing {budget:,} more check-ins for the reference ...")
+        jobs = checkin_jobs(args, server.port, stack, budget)
+        result = run_scenario(NO_WRITE, jobs, server, stack.database_url, log)
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"gunicorn died during the run:\n{server.log_tail()}")
+    return result
 
 
 if __name__ == "__main__":
