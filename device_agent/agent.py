@@ -595,7 +595,25 @@ class Agent:
             return self._finish_commit(record, update)
         if booted != update.slot:
             if env.trial == update.slot and env.attempts_left > 0:
-                # Persisted before the reboot, which has not happened yet.
+                # Persisted before the reboot, which has not happened yet:
+                # the agent stopped first, or the reboot command failed. The
+                # pump may be infusing by now (threat MED-INFUSION), so reboot only in a safe
+                # window, and only so often: a bootloader that ignores the
+                # trial would otherwise be rebooted forever (threat MED-UNBOOTABLE).
+                decision = self.safety()
+                if not decision.safe:
+                    return self._defer(record, decision)
+                record = self._begin(record)
+                if self._looping(record):
+                    return self._fail(
+                        record,
+                        UpdateRefusedError(
+                            f"rebooted {record.repeats - 1} times without the bootloader "
+                            f"starting slot {update.slot}",
+                            "boot-not-taken",
+                        ),
+                        S.ROLLING_BACK,
+                    )
                 self._reboot()
             return self._fail(
                 record,
@@ -606,18 +624,22 @@ class Agent:
                 ),
                 S.ROLLING_BACK,
             )
-        record = self._begin(record)
-        if self._looping(record):
-            return self._fail(
-                record,
-                UpdateRefusedError(
-                    f"verifying the new firmware was interrupted {record.repeats - 1} times "
-                    "(crash loop)",
-                    "crash-loop",
-                ),
-                S.ROLLING_BACK,
-            )
         if not update.selftest_passed:
+            # Each self-test is counted before it runs: a new image that kills
+            # the pump or the agent during it fails after max_state_repeats.
+            # Waiting for a safe window afterwards is not counted: an
+            # infusion may last hours, and that is not a crash.
+            record = self._begin(record)
+            if self._looping(record):
+                return self._fail(
+                    record,
+                    UpdateRefusedError(
+                        f"verifying the new firmware was interrupted {record.repeats - 1} times "
+                        "(crash loop)",
+                        "crash-loop",
+                    ),
+                    S.ROLLING_BACK,
+                )
             try:
                 self._selftest(update)
             except UpdateRefusedError as e:
@@ -629,6 +651,19 @@ class Agent:
         decision = self.safety()
         if not decision.safe:
             return self._defer(record, decision)
+        # Commit attempts are bounded too (a boot environment that cannot be
+        # written): the image passed its self-test, but an uncommitted trial
+        # must not linger.
+        record = self._begin(record)
+        if self._looping(record):
+            return self._fail(
+                record,
+                UpdateRefusedError(
+                    f"committing slot {update.slot} failed {record.repeats - 1} times",
+                    "commit-failed",
+                ),
+                S.ROLLING_BACK,
+            )
         self.boot.commit(update.slot)
         return self._finish_commit(record, update)
 
@@ -675,9 +710,27 @@ class Agent:
 
     def _do_rolling_back(self, record: StateRecord) -> StepResult:
         update = record.update
+        # Cancelled first: from here any reboot, a power loss included, starts
+        # the committed slot, so the reboot itself can wait.
         self.boot.cancel_trial()
         env = self.boot.read()
         if booted_slot(self.config) != env.committed:
+            # Never reboot during a therapy, not even to roll back: the image
+            # that failed keeps running until the pump is safe to restart.
+            decision = self.safety()
+            if not decision.safe:
+                return self._defer(record, decision)
+            record = self._begin(record)
+            if self._looping(record):
+                return self._fail(
+                    record,
+                    UpdateRefusedError(
+                        f"rebooted {record.repeats - 1} times to roll back, but the bootloader "
+                        f"keeps starting {booted_slot(self.config)}, not {env.committed}",
+                        "rollback-not-taken",
+                    ),
+                    S.REPORTING,
+                )
             self._reboot()
         if update is not None:
             # The image failed on this pump: do not try it again (a new

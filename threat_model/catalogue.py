@@ -71,6 +71,7 @@ _FETCHER = "device_agent/test_fetcher"
 _DOWNLOAD = "device_agent/test_download"
 _INTERLOCK = "device_agent/test_interlock"
 _STATE = "device_agent/test_state_machine"
+_REBOOT = "device_agent/test_reboot_interlock"
 _BOOTCTL = "device_agent/test_bootctl"
 _BOOT_TOOLS = "device_agent/test_bootctl_tools"
 _REPORTING = "device_agent/test_reporting"
@@ -1079,14 +1080,36 @@ _CONTROLS = (
     Control(
         "C-THERAPY-INTERLOCK",
         "No install, reboot or commit while an infusion runs or is programmed",
-        "The safety decision is taken before installing, again before rebooting and "
-        "before committing; downloading continues. The state machine has no shortcut "
-        "around the waiting state.",
+        "The safety decision is taken before installing, again before every reboot (after "
+        "installing, when a reboot is resumed, when rolling back) and before committing; "
+        "downloading continues. Waiting never counts as a crash. The state machine has no "
+        "shortcut around the waiting state.",
         ("device_agent.status:assess_safety", "device_agent.agent:Agent.safety"),
         _n(
             "device_agent/test_agent_update",
             "test_update_assigned_mid_infusion_is_downloaded_but_installed_only_after",
             "test_unsafe_conditions_defer_installing",
+        )
+        + _cases(
+            _REBOOT,
+            "test_waiting_to_commit_during_an_infusion_is_not_a_crash_loop",
+            "running",
+            "programmed",
+            "status-unavailable",
+        )
+        + _cases(
+            _REBOOT,
+            "test_resumed_reboot_waits_for_a_safe_window",
+            "running",
+            "programmed",
+            "status-unavailable",
+        )
+        + _cases(
+            _REBOOT,
+            "test_rollback_reboot_waits_for_a_safe_window",
+            "running",
+            "programmed",
+            "status-unavailable",
         )
         + _n(
             _INTERLOCK,
@@ -1201,7 +1224,8 @@ _CONTROLS = (
             "test_trial_falls_back_to_committed_when_attempts_run_out",
             "test_a_second_update_cycle_runs_on_the_other_slot",
         )
-        + _n("device_agent/test_bootctl_select", "test_select_boot_follows_the_trial_rule"),
+        + _n("device_agent/test_bootctl_select", "test_select_boot_follows_the_trial_rule")
+        + _n(_REBOOT, "test_bootloader_that_ignores_the_trial_is_not_rebooted_forever"),
     ),
     Control(
         "C-BOOTENV-ATOMIC",
