@@ -132,6 +132,11 @@ def _target_file(update: PendingUpdate) -> TargetFile:
     return TargetFile(update.length, dict(update.hashes), update.path)
 
 
+def _remember(record: StateRecord, path: str) -> tuple[str, ...]:
+    """The record's failed targets with ``path`` added (the newest 16)."""
+    return tuple(dict.fromkeys((*record.failed_targets, path)))[-16:]
+
+
 def _iso_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -722,6 +727,8 @@ class Agent:
                 return self._defer(record, decision)
             record = self._begin(record)
             if self._looping(record):
+                if update is not None:
+                    record = replace(record, failed_targets=_remember(record, update.path))
                 return self._fail(
                     record,
                     UpdateRefusedError(
@@ -735,7 +742,7 @@ class Agent:
         if update is not None:
             # The image failed on this pump: do not try it again (a new
             # release, or an operator, must fix it).
-            failed = tuple(dict.fromkeys((*record.failed_targets, update.path)))[-16:]
+            failed = _remember(record, update.path)
             record = self.store.transition(record, S.ROLLING_BACK, failed_targets=failed)
         self.store.transition(record, S.REPORTING)
         return StepResult.CONTINUE

@@ -1225,7 +1225,11 @@ _CONTROLS = (
             "test_a_second_update_cycle_runs_on_the_other_slot",
         )
         + _n("device_agent/test_bootctl_select", "test_select_boot_follows_the_trial_rule")
-        + _n(_REBOOT, "test_bootloader_that_ignores_the_trial_is_not_rebooted_forever"),
+        + _n(
+            _REBOOT,
+            "test_bootloader_that_ignores_the_trial_is_not_rebooted_forever",
+            "test_bootloader_that_ignores_the_rollback_is_reported_not_rebooted_forever",
+        ),
     ),
     Control(
         "C-BOOTENV-ATOMIC",

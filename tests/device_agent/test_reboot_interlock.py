@@ -148,3 +148,33 @@ def test_rollback_reboot_waits_for_a_safe_window(
     last = world.device("pump-0001")["status"]["last_update"]
     assert last["result"] == "rolled-back"
     assert last["error"].startswith("self-test-failed")
+
+
+def test_bootloader_that_ignores_the_rollback_is_reported_not_rebooted_forever(
+    world: World, tmp_path: Path
+) -> None:
+    pump = _install_and_request_reboot(world, tmp_path, behaviour="selftest-fail")
+    assert pump.power_on() == "b"
+    config = pump.config()
+    assert config.boot.booted_slot_file is not None
+    reboots = 0
+    for _ in range(20):
+        try:
+            state = Agent(config).run_cycle(max_steps=50, sleep=lambda s: None)
+            break
+        except RebootRequested:
+            reboots += 1
+            # A bootloader that ignores the cancelled trial starts slot b again.
+            config.boot.booted_slot_file.write_text("b")
+    else:
+        pytest.fail("the agent kept rebooting a pump whose bootloader ignores the rollback")
+
+    assert state is AgentState.IDLE
+    assert reboots == config.max_state_repeats
+    agent = Agent(config)
+    assert agent.boot.read().committed == "a"
+    assert agent.counter.read() == 1
+    assert agent.store.load().failed_targets  # not tried again
+    last = world.device("pump-0001")["status"]["last_update"]
+    assert last["result"] == "failed"
+    assert last["error"].startswith("rollback-not-taken")
