@@ -19,6 +19,7 @@ __all__ = [
     "atomic_write_bytes",
     "exclusive_lock",
     "fsync_dir",
+    "make_dirs",
     "write_immutable",
 ]
 
@@ -30,6 +31,25 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def make_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents durably.
+
+    ``mkdir(parents=True)`` makes the new entries durable only once their
+    parents are fsynced; a file fsynced inside a new directory can otherwise
+    vanish with it after a power loss. Each directory created here has its
+    parent fsynced; directories that already exist are left alone.
+    """
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # created concurrently: still fsync
+            directory.mkdir()
+        fsync_dir(directory.parent)
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:

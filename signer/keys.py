@@ -25,6 +25,7 @@ from securesystemslib.signer import CryptoSigner, Key, Signer, SSlibKey
 
 from pumpguard.fsutil import atomic_write_bytes, fsync_dir
 from signer import _pkcs11
+from signer._keymaterial import key_material
 from signer.errors import KeyLoadError, SigningKeyError
 
 __all__ = [
@@ -166,6 +167,21 @@ def load_public_key(path: Path) -> SSlibKey:
     canonical_id = default_keyid(key)
     if keyid != canonical_id:
         raise KeyLoadError(f"{path}: keyid {keyid} is not the key's own ({canonical_id})")
+    # The keyid is the hash of the encoding, so the encoding must be the one
+    # standard form too: the same key written another way (upper-case hex, a
+    # compressed point, other PEM line breaks, extra fields) would have
+    # another valid keyid (threat SGN-KEYID-FORGERY).
+    try:
+        standard = SSlibKey.from_crypto(
+            serialization.load_der_public_key(key_material(key)), scheme=key.scheme
+        )
+    except (ValueError, TypeError) as e:
+        raise KeyLoadError(f"{path} holds an unusable public key: {e}") from e
+    if (standard.keytype, standard.keyval) != (key.keytype, key.keyval):
+        raise KeyLoadError(
+            f"{path}: the key is not written in its standard form, so its keyid is not the"
+            " one other tools compute; export it again with `pumpguard keys`"
+        )
     return key
 
 

@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,14 +39,16 @@ from tuf.api.metadata import (
     MetaFile,
     Root,
     Snapshot,
+    TargetFile,
     Targets,
     Timestamp,
 )
 
-from pumpguard.fsutil import atomic_write_bytes, exclusive_lock, fsync_dir
+from pumpguard.fsutil import atomic_write_bytes, exclusive_lock, fsync_dir, make_dirs
 from pumpguard.release import validate_product
+from signer._keymaterial import duplicate_keys
 from signer._signing import SERIALIZER, expiry, require_signer, sign_role, utcnow
-from signer.errors import RepositoryError, SignerError
+from signer.errors import HashMismatchError, RepositoryError, SignerError
 from signer.verification import (
     FileDigest,
     VerifiedRelease,
@@ -531,6 +532,7 @@ class Repository:
             if threshold is not None:
                 root.roles["root"].threshold = threshold
             role = root.roles["root"]
+            _refuse_duplicate_keys("root", (root.keys[k] for k in role.keyids))
             if role.threshold < 1 or len(role.keyids) < role.threshold:
                 raise RepositoryError(
                     f"root would have {len(role.keyids)} key(s) for a threshold of {role.threshold}"
@@ -629,7 +631,7 @@ class Repository:
             for path, target in verified.new_targets.items():
                 directory, _, name = path.rpartition("/")
                 dest = self.targets_dir / directory / f"{target.hashes['sha256']}.{name}"
-                _copy_immutable(files[path], dest, target.hashes["sha256"])
+                _copy_immutable(files[path], dest, target)
             self._write_versioned(product, new)
             state.set_product(product, new)
             self._publish_online(state, online, now)
@@ -648,18 +650,39 @@ class Repository:
         return product_releases(self.state().product(product))
 
 
-def _copy_immutable(src: Path, dest: Path, sha256: str) -> None:
-    """Copy a target file into place durably; the name carries its hash."""
+def _copy_immutable(src: Path, dest: Path, target: TargetFile) -> None:
+    """Copy a target file into place durably; the name carries its hash.
+
+    The copy is hashed as it is written and must be exactly the verified
+    target: the source was read once to verify and is read again here, and a
+    file changed in between must never land under the verified name, where
+    pumps would refuse it forever (threat SGN-BUNDLE-SWAP).
+
+    Raises:
+        HashMismatchError: The source no longer matches ``target``; nothing
+            was put in place.
+    """
+    sha256 = target.hashes["sha256"]
     if dest.exists():
         if file_digest(dest).sha256 == sha256:
             return
         # Same hash-prefixed name, other content: only a corrupted earlier copy.
         dest.unlink()
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(dest.parent)
     with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", delete=False) as tmp:
         try:
+            digest, length = hashlib.sha256(), 0
             with src.open("rb") as f:
-                shutil.copyfileobj(f, tmp, _CHUNK)
+                while chunk := f.read(_CHUNK):
+                    digest.update(chunk)
+                    length += len(chunk)
+                    tmp.write(chunk)
+            if (length, digest.hexdigest()) != (target.length, sha256):
+                raise HashMismatchError(
+                    f"{src.name} changed while it was being published (now {length} bytes,"
+                    f" sha256 {digest.hexdigest()[:12]}; verified {target.length} bytes,"
+                    f" {sha256[:12]}); nothing was published"
+                )
             tmp.flush()
             # NamedTemporaryFile creates 0600; published files are public and
             # must be readable by a static web server running as another user.
@@ -676,9 +699,24 @@ def _check_keys(role: str, keys: Sequence[Key], threshold: int) -> None:
     ids = [k.keyid for k in keys]
     if len(set(ids)) != len(ids):
         raise RepositoryError(f"{role}: the same key is given twice")
+    _refuse_duplicate_keys(role, keys)
     if threshold < 1 or threshold > len(keys):
         raise RepositoryError(
             f"{role}: threshold {threshold} needs between 1 and {len(keys)} key(s)"
+        )
+
+
+def _refuse_duplicate_keys(role: str, keys: Iterable[Key]) -> None:
+    """Refuse one public key under two keyids: it would count twice (SGN-KEYID-FORGERY)."""
+    try:
+        pairs = duplicate_keys(keys)
+    except ValueError as e:
+        raise RepositoryError(f"{role}: {e}") from e
+    if pairs:
+        first, second = pairs[0]
+        raise RepositoryError(
+            f"{role}: keys {first[:12]} and {second[:12]} are the same public key written"
+            " two ways; a threshold counts people, so each key may appear once"
         )
 
 

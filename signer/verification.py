@@ -18,6 +18,7 @@ from tuf.api.metadata import DelegatedRole, Metadata, TargetFile, Targets
 from pumpguard.errors import ReleaseContractError
 from pumpguard.release import CUSTOM_KEY, FIRMWARE_NAME, SBOM_NAME, ReleaseInfo, split_target_path
 from sbom import SbomError, bound_firmware_sha256
+from signer._keymaterial import key_material
 from signer.errors import (
     BundleError,
     HashMismatchError,
@@ -178,6 +179,20 @@ def verify_release_update(
         raise ThresholdError(
             f"{product} release is signed by {len(report.signed)} of the "
             f"{report.threshold} required keys{extra}"
+        )
+    # python-tuf counts keyids; one public key written two ways has two. Count
+    # keys, so a delegation that lists one key twice cannot let one person
+    # release alone (threat SGN-KEYID-FORGERY).
+    delegated = targets.delegations.keys if targets.delegations else {}
+    try:
+        people = {key_material(delegated[k]) for k in report.signed}
+    except (KeyError, ValueError) as e:
+        raise ThresholdError(f"{product}: a delegated key is unusable: {e}") from e
+    if len(people) < report.threshold:
+        raise ThresholdError(
+            f"{product} release is signed under {len(report.signed)} keyids but by only "
+            f"{len(people)} distinct key(s) of the {report.threshold} required: the delegation "
+            "lists one key twice"
         )
 
     expected_version = 1 if current is None else current.signed.version + 1

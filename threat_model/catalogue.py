@@ -642,7 +642,13 @@ _CONTROLS = (
             "extra file-BundleError-files its metadata does not add",
             "published target changed-PublishRefusedError-changes the published target",
         )
-        + _n(_PUBLISH_API, "test_tampered_firmware_is_refused_and_repository_unchanged"),
+        + _n(_PUBLISH_API, "test_tampered_firmware_is_refused_and_repository_unchanged")
+        + _cases(
+            "signer/test_publish_copy",
+            "test_file_swapped_after_verification_is_not_published",
+            "same-length",
+            "other-length",
+        ),
     ),
     Control(
         "C-BUNDLE-SAFE-UNPACK",
@@ -677,12 +683,13 @@ _CONTROLS = (
         "Crash-safe file writes (temp, fsync, rename, fsync directory)",
         "Every file the signer and the server must keep is entirely old or entirely new "
         "after a power loss.",
-        ("pumpguard.fsutil:atomic_write_bytes",),
+        ("pumpguard.fsutil:atomic_write_bytes", "pumpguard.fsutil:make_dirs"),
         _n(
             "pumpguard/test_fsutil",
             "test_atomic_write_failure_keeps_old_content",
             "test_atomic_write_replaces_whole_file_and_leaves_no_temporaries",
-        ),
+        )
+        + _n("signer/test_publish_copy", "test_new_target_directories_are_fsynced"),
     ),
     Control(
         "C-PUBLISH-LOCK",
@@ -769,15 +776,35 @@ _CONTROLS = (
     Control(
         "C-KEYID-CHECK",
         "A key counts once, under its canonical keyid",
-        "Public key files whose keyid is not the canonical one are rejected, so one key "
-        "cannot be listed twice to meet a threshold.",
-        ("signer.keys:load_public_key",),
+        "Public key files whose keyid is not the canonical one, or whose key is not written "
+        "in its one standard form, are rejected; roles refuse one key under two keyids, "
+        "and publishing counts distinct keys, so one key cannot be listed twice to meet a "
+        "threshold.",
+        (
+            "signer.keys:load_public_key",
+            "signer._keymaterial:key_material",
+            "signer.verification:verify_release_update",
+        ),
         _n(
             "signer/test_keys",
             "test_public_key_with_forged_keyid_is_rejected",
             "test_malformed_public_key_file_is_a_clear_error",
         )
-        + _n("signer/test_publish_refusals", "test_signing_twice_with_one_key_counts_once"),
+        + _n("signer/test_publish_refusals", "test_signing_twice_with_one_key_counts_once")
+        + _cases(
+            "signer/test_key_aliases",
+            "test_public_key_written_another_way_is_rejected",
+            "ed25519-upper-hex",
+            "ed25519-extra-field",
+            "ecdsa-compressed",
+            "ecdsa-rewrapped",
+        )
+        + _n(
+            "signer/test_key_aliases",
+            "test_one_key_under_two_keyids_cannot_make_a_product_threshold",
+            "test_delegation_that_lists_one_key_twice_cannot_publish_with_one_person",
+            "test_root_cannot_list_one_key_twice",
+        ),
     ),
     Control(
         "C-ROOT-ROTATION",
