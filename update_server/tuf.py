@@ -30,6 +30,7 @@ import re
 import stat
 import threading
 from collections.abc import Iterator
+from io import BufferedReader
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,17 @@ _COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+~-]{0,254}")
 _VERSIONED = re.compile(r"([1-9][0-9]{0,18})\.([A-Za-z0-9_][A-Za-z0-9._-]*)\.json")
 _HASHED_TARGET = re.compile(r"([0-9a-f]{64})\..+")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# RFC 9110 14.1.1: "recipients MUST anticipate potentially large decimal
+# numerals and prevent parsing errors due to integer conversion overflows".
+# A position of any length is valid syntax, so it must neither be refused
+# as invalid nor reach int() (Python refuses strings over 4300 digits with a
+# ValueError). Past 19 significant digits it exceeds every possible file size
+# (off_t is at most 2**63 - 1), so it is read as this value, which keeps the
+# RFC's meaning: a first-pos past the end is unsatisfiable (416), a last-pos
+# past the end means "to the end", a suffix-length past the size means the
+# whole file (both 206).
+_MAX_DIGITS = 19
+_BEYOND_ANY_SIZE = 10**19  # the smallest number of 20 digits
 
 
 class _UnsatisfiableRangeError(Exception):
@@ -98,7 +110,11 @@ def _open_regular(path: Path) -> tuple[int, os.stat_result] | None:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None
-    st = os.fstat(fd)
+    try:
+        st = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         return None
@@ -207,12 +223,21 @@ def _metadata_cache_rule(name: str, metadata_dir: Path) -> str:
     return NOT_CACHED
 
 
+def _position(digits: str) -> int:
+    """A byte position of a Range header; any huge one as :data:`_BEYOND_ANY_SIZE`."""
+    significant = digits.lstrip("0")
+    if len(significant) > _MAX_DIGITS:
+        return _BEYOND_ANY_SIZE
+    return int(significant or "0")
+
+
 def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """The one byte range ``[start, end)`` a Range header asks for, or None for all.
 
     RFC 9110 14.2: a unit other than bytes is ignored; several ranges are
     answered with the whole file (allowed; pumps ask for one); an invalid or
-    unsatisfiable single range is a 416.
+    unsatisfiable single range is a 416. Positions may have any number of
+    digits (see :data:`_BEYOND_ANY_SIZE`).
     """
     if header is None:
         return None
@@ -226,21 +251,25 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         raise _UnsatisfiableRangeError
     first, last = match.groups()
     if not first:
-        if not last or int(last) == 0 or size == 0:
+        if not last or size == 0:
             raise _UnsatisfiableRangeError
-        return max(0, size - int(last)), size
-    start = int(first)
-    if start >= size or (last and int(last) < start):
+        suffix = _position(last)
+        if suffix == 0:
+            raise _UnsatisfiableRangeError
+        return max(0, size - suffix), size
+    start = _position(first)
+    end_pos = _position(last) if last else None
+    if start >= size or (end_pos is not None and end_pos < start):
         raise _UnsatisfiableRangeError
-    end = min(int(last) + 1, size) if last else size
+    end = min(end_pos + 1, size) if end_pos is not None else size
     return start, end
 
 
 class _FileRange:
     """Streams ``[start, end)`` of an open file and closes it (also on HEAD)."""
 
-    def __init__(self, fd: int, start: int, end: int) -> None:
-        self._file = os.fdopen(fd, "rb")
+    def __init__(self, file: BufferedReader, start: int, end: int) -> None:
+        self._file = file
         self._start = start
         self._end = end
 
@@ -259,7 +288,29 @@ class _FileRange:
 
 
 def _serve(fd: int, st: os.stat_result, etag: str, cache_control: str, mimetype: str) -> Response:
-    """Answer GET/HEAD for an open regular file with conditional and range rules."""
+    """Answer GET/HEAD for an open regular file with conditional and range rules.
+
+    Takes ownership of ``fd``: it is closed here, on any exception too, unless
+    the returned response streams it (and closes it when done). Every leaked
+    descriptor is one fewer for the worker; once they run out every file,
+    ``timestamp.json`` included, answers 404 (an unauthenticated DoS).
+    """
+    try:
+        file = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    # From here the file object owns the descriptor; closing it twice is safe.
+    try:
+        return _respond(file, st, etag, cache_control, mimetype)
+    except BaseException:
+        file.close()
+        raise
+
+
+def _respond(
+    file: BufferedReader, st: os.stat_result, etag: str, cache_control: str, mimetype: str
+) -> Response:
     size = st.st_size
     headers: dict[str, Any] = {
         "ETag": f'"{etag}"',
@@ -269,7 +320,7 @@ def _serve(fd: int, st: os.stat_result, etag: str, cache_control: str, mimetype:
     }
     # RFC 9110 13.2.2: If-None-Match is evaluated before Range.
     if request.if_none_match.contains_weak(etag):
-        os.close(fd)
+        file.close()
         return Response(status=304, headers=headers)
     byte_range: tuple[int, int] | None = None
     if_range = request.headers.get("If-Range")
@@ -278,7 +329,7 @@ def _serve(fd: int, st: os.stat_result, etag: str, cache_control: str, mimetype:
         try:
             byte_range = _byte_range(request.headers.get("Range"), size)
         except _UnsatisfiableRangeError:
-            os.close(fd)
+            file.close()
             response = jsonify(
                 {
                     "error": {
@@ -289,12 +340,16 @@ def _serve(fd: int, st: os.stat_result, etag: str, cache_control: str, mimetype:
                 }
             )
             response.status_code = 416
-            response.headers.update(headers)
+            # Not the file's validator and cache rule: a shared cache must not
+            # store this error in place of the firmware (as for the 404s).
+            response.headers["Cache-Control"] = _MISSING
+            response.headers["Accept-Ranges"] = "bytes"
+            response.headers["X-Content-Type-Options"] = "nosniff"
             response.headers["Content-Range"] = f"bytes */{size}"
             return response
     start, end = byte_range or (0, size)
     response = Response(
-        _FileRange(fd, start, end),
+        _FileRange(file, start, end),
         status=206 if byte_range else 200,
         headers=headers,
         mimetype=mimetype,

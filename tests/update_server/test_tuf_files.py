@@ -195,6 +195,132 @@ def test_unsatisfiable_range_is_416_with_the_length(
     assert r.json is not None and r.json["error"]["code"] == "range_not_satisfiable"
 
 
+def test_416_is_not_stored_by_a_cache_and_carries_no_validator(
+    client: FlaskClient, server_env: ServerEnv, published: Path
+) -> None:
+    """A shared cache keeping a 416 under the file's URL would serve it in place of the file."""
+    for url, header in (
+        (_url(published, server_env), f"bytes={FIRMWARE_SIZE}-"),
+        (_url(published, server_env), "bytes=10-5"),
+        ("/tuf/metadata/1.root.json", "bytes=999999-"),
+        ("/tuf/metadata/timestamp.json", "bytes=-0"),
+    ):
+        r = client.get(url, headers={"Range": header})
+        assert r.status_code == 416, (url, header)
+        assert r.headers["Cache-Control"] == "no-store", (url, header)
+        assert "ETag" not in r.headers, (url, header)
+        assert r.headers["Content-Range"].startswith("bytes */"), (url, header)
+
+
+# Python refuses int() of a string over 4300 digits (ValueError); RFC 9110
+# 14.1.1 makes such positions valid and tells servers to expect them.
+HUGE = "9" * 5000
+ZEROS = "0" * 5000
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        # first-pos past any end: unsatisfiable.
+        (f"bytes={HUGE}-", None),
+        (f"bytes={HUGE}-{HUGE}", None),
+        # last-pos past the end: to the end.
+        (f"bytes=0-{HUGE}", (0, FIRMWARE_SIZE)),
+        (f"bytes=100-{HUGE}", (100, FIRMWARE_SIZE)),
+        # suffix-length past the size: the whole file.
+        (f"bytes=-{HUGE}", (0, FIRMWARE_SIZE)),
+        # Leading zeros do not make a number big.
+        (f"bytes={ZEROS}100-{ZEROS}199", (100, 200)),
+        (f"bytes=-{ZEROS}10", (FIRMWARE_SIZE - 10, FIRMWARE_SIZE)),
+        (f"bytes=-{ZEROS}", None),
+    ],
+    ids=[
+        "huge-first",
+        "huge-first-and-last",
+        "huge-last",
+        "huge-last-after-100",
+        "huge-suffix",
+        "zero-padded-first-and-last",
+        "zero-padded-suffix",
+        "zero-padded-zero-suffix",
+    ],
+)
+def test_range_positions_with_thousands_of_digits_are_answered_per_rfc_9110(
+    client: FlaskClient,
+    server_env: ServerEnv,
+    published: Path,
+    header: str,
+    expected: tuple[int, int] | None,
+) -> None:
+    data = published.read_bytes()
+    with client.get(_url(published, server_env), headers={"Range": header}) as r:
+        if expected is None:
+            assert r.status_code == 416
+            assert r.headers["Content-Range"] == f"bytes */{FIRMWARE_SIZE}"
+        else:
+            start, end = expected
+            assert r.status_code == 206
+            assert r.data == data[start:end]
+            assert r.headers["Content-Range"] == f"bytes {start}-{end - 1}/{FIRMWARE_SIZE}"
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _flood(client: FlaskClient, urls: list[str], header: str, times: int) -> set[int]:
+    """``times`` rounds of GETs of ``urls`` with ``header``; the statuses seen."""
+    statuses = set()
+    for _ in range(times):
+        for url in urls:
+            with client.get(url, headers={"Range": header}) as r:
+                statuses.add(r.status_code)
+    return statuses
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+@pytest.mark.parametrize(
+    "header",
+    [f"bytes={HUGE}-", f"bytes=0-{HUGE}", f"bytes=-{HUGE}"],
+    ids=["huge-first", "huge-last", "huge-suffix"],
+)
+def test_flood_of_huge_range_numbers_leaks_no_file_descriptors(
+    app: Flask, server_env: ServerEnv, published: Path, header: str
+) -> None:
+    """Unauthenticated: each leaked descriptor took the worker closer to 404ing every file."""
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # answer 500 as in production
+    client = app.test_client()
+    urls = [_url(published, server_env), "/tuf/metadata/timestamp.json"]
+    _flood(client, urls, header, 5)  # warm up lazily opened descriptors
+    before = _open_fds()
+    statuses = _flood(client, urls, header, 100)
+    assert _open_fds() <= before
+    assert statuses <= {206, 416}, statuses
+    ts = client.get("/tuf/metadata/timestamp.json")
+    assert ts.status_code == 200
+    ts.close()
+
+
+def test_any_error_while_answering_closes_the_file(
+    app: Flask, server_env: ServerEnv, published: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A future bug after the file was opened must cost a 500, not a descriptor."""
+    import update_server.tuf
+
+    def broken(header: str | None, size: int) -> tuple[int, int] | None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(update_server.tuf, "_byte_range", broken)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    client = app.test_client()
+    urls = [_url(published, server_env), "/tuf/metadata/timestamp.json"]
+    _flood(client, urls, "bytes=0-9", 5)
+    before = _open_fds()
+    statuses = _flood(client, urls, "bytes=0-9", 100)
+    assert statuses == {500}
+    assert _open_fds() <= before
+
+
 def test_head_answers_headers_without_a_body(
     client: FlaskClient, server_env: ServerEnv, published: Path
 ) -> None:
