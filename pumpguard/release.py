@@ -38,16 +38,21 @@ SBOM_NAME = "sbom.cdx.json"
 #: TUF's top-level role names cannot be product names (the product is a role).
 RESERVED_ROLE_NAMES = frozenset({"root", "targets", "snapshot", "timestamp"})
 
-_PRODUCT_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-_HARDWARE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# semver.org 2.0.0, the official regular expression.
+# Every pattern is used with fullmatch ("$" would also match before a final
+# newline) and spells digits as [0-9] under re.ASCII ("\d" matches any Unicode
+# digit, which int() then parses): these strings end up in signed target paths
+# and URLs.
+_PRODUCT_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?", re.ASCII)
+_HARDWARE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
+# semver.org 2.0.0, the official regular expression (with [0-9] for \d).
 _SEMVER_RE = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
-    r"(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+    r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+    r"(?:-((?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
+    r"(?:\.(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?",
+    re.ASCII,
 )
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}", re.ASCII)
 _MAX_COUNTER = 2**63 - 1
 _MAX_NOTES = 4096
 _MAX_HARDWARE_IDS = 64
@@ -60,7 +65,7 @@ def validate_product(product: object) -> str:
         ReleaseContractError: The name is not lower-case letters, digits and
             inner hyphens of 1 to 64 characters, or is a TUF top-level role.
     """
-    if not isinstance(product, str) or not _PRODUCT_RE.match(product):
+    if not isinstance(product, str) or not _PRODUCT_RE.fullmatch(product):
         raise ReleaseContractError(
             f"product {product!r} must be 1-64 lower-case letters, digits and inner hyphens"
         )
@@ -76,7 +81,7 @@ def validate_hardware_id(hardware_id: object) -> str:
         ReleaseContractError: The id is empty, too long or has other characters
             than letters, digits, dot, underscore and hyphen.
     """
-    if not isinstance(hardware_id, str) or not _HARDWARE_ID_RE.match(hardware_id):
+    if not isinstance(hardware_id, str) or not _HARDWARE_ID_RE.fullmatch(hardware_id):
         raise ReleaseContractError(
             f"hardware id {hardware_id!r} must be 1-64 letters, digits, '.', '_' or '-'"
         )
@@ -106,7 +111,7 @@ class SemVer:
         """
         if not isinstance(text, str):
             raise ReleaseContractError(f"version {text!r} must be a string")
-        m = _SEMVER_RE.match(text)
+        m = _SEMVER_RE.fullmatch(text)
         if m is None:
             raise ReleaseContractError(
                 f"version {text!r} is not a semantic version (MAJOR.MINOR.PATCH)"
@@ -217,7 +222,7 @@ class ReleaseInfo:
             validate_hardware_id(hardware_id)
         if len(set(self.hardware_ids)) != len(self.hardware_ids):
             raise ReleaseContractError("hardware ids are repeated")
-        if not isinstance(self.sbom_sha256, str) or not _SHA256_RE.match(self.sbom_sha256):
+        if not isinstance(self.sbom_sha256, str) or not _SHA256_RE.fullmatch(self.sbom_sha256):
             raise ReleaseContractError("sbom sha256 must be 64 lower-case hex digits")
         if not isinstance(self.notes, str) or len(self.notes) > _MAX_NOTES:
             raise ReleaseContractError(f"notes must be text of at most {_MAX_NOTES} characters")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from securesystemslib.signer import Signer
+from tuf.api.exceptions import RepositoryError as TufRepositoryError
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from pumpguard.errors import ReleaseContractError
@@ -89,8 +90,13 @@ class Bundle:
             md: Metadata[Any] = Metadata.from_bytes(data)
         except FileNotFoundError as e:
             raise BundleError(f"bundle lacks metadata/{self.product}.json") from e
-        except (OSError, ValueError) as e:
-            raise BundleError(f"metadata/{self.product}.json is not TUF metadata: {e}") from e
+        except (OSError, ValueError, TufRepositoryError) as e:
+            # python-tuf raises DeserializationError (a tuf RepositoryError, not a
+            # ValueError) for bytes that are not JSON or not metadata; the cause
+            # says why.
+            raise BundleError(
+                f"metadata/{self.product}.json is not TUF metadata: {_one_line(e)}"
+            ) from e
         if not isinstance(md.signed, Targets):
             raise BundleError(f"metadata/{self.product}.json is not targets metadata")
         return md
@@ -152,6 +158,14 @@ class Bundle:
                 if bound != md.signed.targets[release.firmware_path].hashes.get("sha256"):
                     problems.append(f"{release.sbom_path} does not describe this firmware")
         return problems
+
+
+def _one_line(e: BaseException) -> str:
+    """``e`` and its cause, if any, as one line of text."""
+    text = str(e)
+    if e.__cause__ is not None:
+        text = f"{text} ({type(e.__cause__).__name__}: {e.__cause__})"
+    return " ".join(text.split())
 
 
 def _read_manifest(root: Path) -> Bundle:
