@@ -552,6 +552,10 @@ _CONTROLS = (
             "pumpguard/test_release_contract",
             "test_split_target_path_rejects_other_shapes",
             "test_rejects_release_metadata_under_another_target_path",
+            "test_semver_rejects_newlines_and_non_ascii_digits",
+            "test_product_rejects_newlines_and_non_ascii_digits",
+            "test_hardware_id_rejects_newlines_and_non_ascii_digits",
+            "test_custom_field_with_newline_or_non_ascii_digit_is_refused",
         ),
     ),
     Control(
@@ -1032,6 +1036,12 @@ _CONTROLS = (
             "update_server/test_openapi",
             "test_openapi_document_is_valid_and_complete",
             "test_wrong_method_answers_json_405_with_allow_header",
+        )
+        + _n(
+            "signer/test_bundle_errors",
+            "test_corrupt_metadata_raises_bundle_error_naming_the_file",
+            "test_cli_refuses_corrupt_metadata_with_one_line",
+            "test_corrupt_metadata_in_tar_bundle_is_refused",
         ),
     ),
     Control(
@@ -1046,6 +1056,9 @@ _CONTROLS = (
             "test_metadata_has_a_content_hash_etag_and_answers_304_when_unchanged",
             "test_single_byte_ranges_resume_a_download",
             "test_served_bytes_are_the_published_files",
+            "test_range_positions_with_thousands_of_digits_are_answered_per_rfc_9110",
+            "test_flood_of_huge_range_numbers_leaks_no_file_descriptors",
+            "test_any_error_while_answering_closes_the_file",
         )
         + _n("update_server/test_gunicorn", "test_documented_gunicorn_command_serves_tuf_and_api"),
     ),
@@ -1060,6 +1073,7 @@ _CONTROLS = (
             "test_timestamp_is_never_cached_and_every_versioned_file_and_target_is_immutable",
             "test_replaced_timestamp_gets_a_new_etag_and_a_conditional_poll_sees_it",
             "test_missing_files_are_404_json_that_no_cache_keeps",
+            "test_416_is_not_stored_by_a_cache_and_carries_no_validator",
         ),
     ),
     Control(
