@@ -24,6 +24,7 @@ __all__ = [
     "crashpoint",
     "fsync_dir",
     "fsync_file",
+    "make_dirs_durable",
     "remove",
 ]
 
@@ -66,6 +67,47 @@ def fsync_dir(path: Path, label: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def make_dirs_durable(path: Path, label: str) -> list[Path]:
+    """Create ``path`` and any missing parents, each one durably.
+
+    ``mkdir`` alone is not enough: until the parent directory is fsynced, a
+    power loss can lose the new directory's entry, and with it everything that
+    was durably written inside it (state, outbox events). So every directory
+    created here is followed by an fsync of its parent; directories that
+    already exist cost no write and no fsync.
+
+    Args:
+        path: The directory that must exist.
+        label: Names the directory in crash points.
+
+    Returns:
+        The directories created, outermost first.
+
+    Raises:
+        FileExistsError: ``path`` or a parent exists but is not a directory.
+        OSError: A directory could not be created or fsynced.
+    """
+    missing: list[Path] = []
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            break
+        missing.append(candidate)
+    created: list[Path] = []
+    for directory in reversed(missing):
+        crashpoint(f"mkdir {label}")
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            # Created concurrently (fsync its entry anyway: whoever made it
+            # may not have), or a file is in the way.
+            if not directory.is_dir():
+                raise
+        else:
+            created.append(directory)
+        fsync_dir(directory.parent, label)
+    return created
 
 
 def atomic_write(path: Path, data: bytes, label: str, mode: int = 0o600) -> None:

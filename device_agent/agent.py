@@ -37,6 +37,7 @@ from typing import Any
 import urllib3
 from tuf.api.metadata import TargetFile
 
+from device_agent._durable import make_dirs_durable
 from device_agent.bootctl import BootControl, BootEnv, make_boot_control
 from device_agent.config import AgentConfig
 from device_agent.download import download_to_slot, verify_slot
@@ -172,8 +173,9 @@ class Agent:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.config = config
-        config.state_dir.mkdir(parents=True, exist_ok=True)
-        config.metadata_dir.mkdir(parents=True, exist_ok=True)
+        # Durably: what is written inside must not vanish with its directory.
+        make_dirs_durable(config.state_dir, "state dir")
+        make_dirs_durable(config.metadata_dir, "metadata dir")
         self.store = StateStore(config.state_dir)
         self.counter = CounterStore(config.state_dir)
         self.slot_records = SlotRecords(config.state_dir)

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from tuf.api import exceptions
 from tuf.api.metadata import TargetFile
 
-from device_agent._durable import crashpoint, fsync_file
+from device_agent._durable import crashpoint, fsync_dir, fsync_file
 from device_agent._ratelimit import Pacer
 from device_agent.errors import SlotError, UpdateRefusedError
 from device_agent.tuf_client import VerifiedTarget, translate_download_error
@@ -223,6 +223,17 @@ def _open_slot(slot_path: Path) -> tuple[int, bool]:
         fd = os.open(slot_path, flags, 0o600)
     except OSError as e:
         raise SlotError(f"cannot open slot {slot_path}: {e.strerror}") from e
+    if flags & os.O_CREAT:
+        # The new file's directory entry: fsyncing the file's data later does
+        # not make the file itself survive a power loss.
+        try:
+            fsync_dir(slot_path.parent, "slot")
+        except OSError as e:
+            os.close(fd)
+            raise SlotError(f"cannot create slot {slot_path}: {e.strerror}") from e
+        except BaseException:
+            os.close(fd)
+            raise
     return fd, stat.S_ISREG(mode)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import re
 from collections.abc import Mapping
@@ -47,6 +48,9 @@ _MAX_EVENTS_PER_POST = 100  # the server's MAX_EVENTS
 _MAX_OUTBOX = 1000
 _MAX_ANSWER = 64 * 1024
 _MAX_DETAIL_TEXT = 400
+# Bounds of the poll interval the server may ask for (seconds).
+_MIN_POLL_INTERVAL = 1.0
+_MAX_POLL_INTERVAL = 86400.0
 
 
 def load_device_key(path: Path) -> Ed25519PrivateKey:
@@ -100,7 +104,7 @@ class Outbox:
 
     def append(self, kind: str, detail: Mapping[str, Any] | None = None) -> None:
         """Queue one event durably (``kind`` from the server's EVENT_KINDS)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        _durable.make_dirs_durable(self.dir, "outbox")
         names = self._names()
         # A pump offline for months must not fill its storage: the oldest
         # events go first (the newest say how things ended).
@@ -157,6 +161,25 @@ def _clip(detail: dict[str, Any]) -> dict[str, Any]:
     # The server caps an event's detail at 2 KiB; long error texts are cut
     # here rather than having the whole batch refused.
     return {k: (v[:_MAX_DETAIL_TEXT] if isinstance(v, str) else v) for k, v in detail.items()}
+
+
+def _poll_interval(raw: object) -> float:
+    """The server's poll interval as seconds in [1, 86400].
+
+    Only a finite JSON number is an interval: NaN (which Python's JSON parser
+    accepts) would survive the clamp and make every wait return at once, so a
+    compromised server could make the pump poll in a tight loop, writing its
+    state to flash on every poll. A boolean is not a number either.
+
+    Raises:
+        ValueError: Not a finite number.
+    """
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ValueError(f"poll_interval must be a number, not {type(raw).__name__}")
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise ValueError(f"poll_interval must be finite, not {raw!r}")
+    # Clamped before converting: float() of a huge JSON integer overflows.
+    return float(min(max(raw, _MIN_POLL_INTERVAL), _MAX_POLL_INTERVAL))
 
 
 class _RejectedError(TransferError):
@@ -254,11 +277,10 @@ class ServerClient:
                     release_counter=int(raw["release_counter"]),
                     path=str(raw["firmware"]["path"]),
                 )
-            interval = float(doc.get("poll_interval", 300))
-        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            interval = _poll_interval(doc.get("poll_interval", 300))
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as e:
+            # OverflowError: int() of an infinite release_counter.
             raise TransferError(f"the update server's check-in answer is malformed: {e}") from e
-        if not 1 <= interval <= 86400:
-            interval = min(max(interval, 1.0), 86400.0)
         return CheckinAnswer(assigned, interval)
 
     def post_events(self, events: list[dict[str, Any]]) -> None:

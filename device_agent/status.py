@@ -29,6 +29,7 @@ from device_agent.config import MaintenanceWindow, SafetyConfig
 from device_agent.errors import PumpStatusError
 
 __all__ = [
+    "STATUS_CLOCK_SKEW_TOLERANCE",
     "FileStatusProvider",
     "PumpStatus",
     "SafetyDecision",
@@ -42,6 +43,15 @@ __all__ = [
 
 THERAPY_STATES = ("idle", "running", "programmed")
 _MAX_STATUS = 4096
+#: Seconds a status may be stamped ahead of the agent's clock and still count
+#: as fresh. The therapy controller and the agent run on the same pump and
+#: normally read the same clock, so a legitimate status is at most a little
+#: ahead (a timestamp rounded up to the next second, two clocks ticking a
+#: moment apart). A status further in the future says nothing about how old it
+#: is: the clock was stepped back (NTP, an RTC reset) or the controller's clock
+#: runs ahead, and a controller that hung right after writing "idle" would look
+#: fresh until the clock caught up, possibly for years. Such a status is stale.
+STATUS_CLOCK_SKEW_TOLERANCE = 5.0
 
 
 @dataclass(frozen=True)
@@ -198,6 +208,15 @@ def assess_safety(
     if status is None:
         return SafetyDecision(False, "status-unavailable", f"pump status unavailable: {error}")
     age = (now - status.updated_at).total_seconds()
+    if age < -STATUS_CLOCK_SKEW_TOLERANCE:
+        # Not fresh but of unknown age: a hung controller's last "idle" must
+        # not pass for the current state (see STATUS_CLOCK_SKEW_TOLERANCE).
+        return SafetyDecision(
+            False,
+            "status-stale",
+            f"pump status is stamped {-age:.0f} s in the future (clock skew; tolerance "
+            f"{STATUS_CLOCK_SKEW_TOLERANCE:g} s), its age is unknown",
+        )
     if age > rules.max_status_age:
         return SafetyDecision(
             False,

@@ -45,15 +45,19 @@ class LyingServer:
 
     With :attr:`assigned` set, every check-in is answered with that assignment
     instead of the server's own choice (threat SRV-COMPROMISE: the server may
-    offer anything; the pump must verify everything itself).
+    offer anything; the pump must verify everything itself). Fields in
+    :attr:`fields` replace those of every check-in answer (e.g. a NaN
+    ``poll_interval``).
     """
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.assigned: dict[str, Any] | None = None
+        self.fields: dict[str, Any] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if self.assigned is None or not environ.get("PATH_INFO", "").endswith("/checkin"):
+        lying = self.assigned is not None or self.fields
+        if not lying or not environ.get("PATH_INFO", "").endswith("/checkin"):
             return self.app(environ, start_response)
         captured: list[Any] = []
 
@@ -65,8 +69,10 @@ class LyingServer:
         status, headers = captured[0]
         if status.startswith("200"):
             doc = json.loads(body)
-            doc["assigned"] = self.assigned
-            body = json.dumps(doc).encode()
+            if self.assigned is not None:
+                doc["assigned"] = self.assigned
+            doc.update(self.fields)
+            body = json.dumps(doc).encode()  # NaN and Infinity as JS literals
         headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
         headers.append(("Content-Length", str(len(body))))
         start_response(status, headers)

@@ -230,10 +230,38 @@ def test_crash_points_stay_few_per_download(
     with crash_hook(labels.append):
         Run()(server, target, tmp_path / "slot-b")
     fsyncs = [label for label in labels if label.startswith("fsync")]
-    assert set(fsyncs) == {"fsync slot"}
-    assert len(fsyncs) <= SIZE // CHECKPOINT + 1
+    assert set(fsyncs) == {"fsync slot", "fsync-dir slot"}
+    assert labels.count("fsync-dir slot") == 1  # the new slot file's entry
+    assert len(fsyncs) <= SIZE // CHECKPOINT + 2
     assert labels.count("truncate slot") == 1
-    assert set(labels) == {"write slot", "fsync slot", "truncate slot"}
+    assert set(labels) == {"write slot", "fsync slot", "fsync-dir slot", "truncate slot"}
+
+
+def test_a_new_slot_file_is_created_durably(
+    server: HttpServer, target: TargetFile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    synced: list[tuple[int, int]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        synced.append((st.st_dev, st.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    labels: list[str] = []
+    with crash_hook(labels.append):
+        Run()(server, target, slots / "slot-b")
+    directory = (slots.stat().st_dev, slots.stat().st_ino)
+    # Its directory entry is durable before any byte is written into it.
+    assert synced.count(directory) == 1
+    assert labels.index("fsync-dir slot") < labels.index("write slot")
+    # An existing slot (file or block device) has no new entry to sync.
+    synced.clear()
+    Run()(server, target, slots / "slot-b")
+    assert directory not in synced
 
 
 def test_rate_limit_is_polled_per_chunk(

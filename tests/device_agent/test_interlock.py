@@ -60,6 +60,30 @@ IDLE = PumpStatus("idle", True, 100, NOW)
             time(3),
             "outside-maintenance-window",
         ),
+        # Stamped in the future: a clock stepped back or running ahead must not
+        # keep a hung controller's last "idle" fresh forever ...
+        pytest.param(
+            replace(IDLE, updated_at=NOW + timedelta(days=365)),
+            RULES,
+            time(12),
+            "status-stale",
+            id="future-1y-status-stale",
+        ),
+        pytest.param(
+            replace(IDLE, updated_at=NOW + timedelta(minutes=1)),
+            RULES,
+            time(12),
+            "status-stale",
+            id="future-1min-status-stale",
+        ),
+        # ... but a second ahead is ordinary rounding between two clocks.
+        pytest.param(
+            replace(IDLE, updated_at=NOW + timedelta(seconds=1)),
+            RULES,
+            time(12),
+            None,
+            id="future-1s-safe",
+        ),
     ],
 )
 def test_install_is_allowed_only_when_every_rule_allows_it(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import socket
 from pathlib import Path
@@ -10,8 +11,11 @@ import pytest
 import urllib3
 
 from agent_support import World
+from device_agent.agent import Agent
 from device_agent.errors import TransferError
 from device_agent.reporting import Outbox, ServerClient, backoff_delay, load_device_key
+from device_agent.state import AgentState
+from repo_support import PRODUCT
 
 
 def _dead_url() -> str:
@@ -86,3 +90,50 @@ def test_backoff_grows_with_failures_and_stays_capped(failures: int) -> None:
     assert all(0 < d <= ceiling for d in delays)
     # Full jitter: a fleet failing together spreads out.
     assert max(delays) - min(delays) > ceiling / 3
+
+
+def _checkin(agent: Agent) -> float:
+    """One check-in of ``agent``; the poll interval the server asked for."""
+    return agent.client.checkin(agent.report()).poll_interval
+
+
+@pytest.mark.parametrize(
+    "interval",
+    [math.nan, math.inf, -math.inf, "60", True],
+    ids=["nan", "inf", "-inf", "string", "true"],
+)
+def test_a_poll_interval_that_is_not_a_finite_number_is_a_malformed_answer(
+    world: World, tmp_path: Path, interval: object
+) -> None:
+    # A compromised server answering NaN would otherwise make every wait
+    # return at once: a tight poll loop writing state to flash each time.
+    agent = Agent(world.new_pump(tmp_path / "pump", "pump-0001").config())
+    world.liar.fields = {"poll_interval": interval}
+    with pytest.raises(TransferError, match="check-in answer is malformed"):
+        _checkin(agent)
+    assert agent.run_cycle(sleep=lambda s: None) is AgentState.IDLE
+    delays = [agent.next_poll_delay() for _ in range(200)]
+    assert all(math.isfinite(d) and d >= 1 for d in delays), delays
+
+
+@pytest.mark.parametrize(
+    ("interval", "expected"),
+    [(120, 120.0), (2.5, 2.5), (0.01, 1.0), (-5, 1.0), (10**6, 86400.0), (10**400, 86400.0)],
+    ids=["120", "2.5", "0.01", "-5", "1e6", "huge-int"],
+)
+def test_the_servers_poll_interval_is_kept_within_bounds(
+    world: World, tmp_path: Path, interval: float, expected: float
+) -> None:
+    agent = Agent(world.new_pump(tmp_path / "pump", "pump-0001").config())
+    world.liar.fields = {"poll_interval": interval}
+    assert _checkin(agent) == expected
+
+
+def test_an_infinite_release_counter_is_a_malformed_answer(world: World, tmp_path: Path) -> None:
+    agent = Agent(world.new_pump(tmp_path / "pump", "pump-0001").config())
+    world.lie(PRODUCT, "2.0.0", 2)
+    assert world.liar.assigned is not None
+    world.liar.fields = {"assigned": {**world.liar.assigned, "release_counter": math.inf}}
+    with pytest.raises(TransferError, match="check-in answer is malformed"):
+        _checkin(agent)
+    assert agent.run_cycle(sleep=lambda s: None) is AgentState.IDLE  # not a crash
