@@ -606,24 +606,7 @@ class Repository:
             state = self.state()
             require_signer(online.snapshot, state.root.signed, Snapshot.type)
             require_signer(online.timestamp, state.root.signed, Timestamp.type)
-            digests = {path: file_digest(local) for path, local in files.items()}
-            sbom_json = b""
-            sbom_paths = [p for p in files if p.endswith("/sbom.cdx.json")]
-            if len(sbom_paths) == 1:
-                sbom_json = files[sbom_paths[0]].read_bytes()
-                # Hash what is checked, not what was hashed before (TOCTOU).
-                digests[sbom_paths[0]] = FileDigest(
-                    len(sbom_json), hashlib.sha256(sbom_json).hexdigest()
-                )
-            verified = verify_release_update(
-                targets=state.targets.signed,
-                product=product,
-                current=state.product(product),
-                new=new,
-                files=digests,
-                sbom_json=sbom_json,
-                now=now,
-            )
+            verified = _verify_update(state, product, new, files, now)
             # Signatures by keys the delegation does not name were not counted;
             # they are not published either.
             for keyid in verified.signatures.unknown:
@@ -645,9 +628,53 @@ class Repository:
             )
             return verified
 
+    def check_publish(
+        self,
+        product: str,
+        new: Metadata[Targets],
+        files: Mapping[str, Path],
+        now: datetime | None = None,
+    ) -> VerifiedRelease:
+        """Run every check :meth:`publish` runs, against the current state, writing nothing.
+
+        A caller that must record the release before it becomes visible (the
+        server's index and audit log) checks first; :meth:`publish` checks
+        again under the repository lock.
+
+        Raises:
+            PublishRefusedError: Any of the checks of
+                :func:`signer.verification.verify_release_update` fails.
+        """
+        return _verify_update(self.state(), product, new, files, now or utcnow())
+
     def releases(self, product: str) -> list[Any]:
         """The releases a product's current metadata lists, oldest first."""
         return product_releases(self.state().product(product))
+
+
+def _verify_update(
+    state: RepoState,
+    product: str,
+    new: Metadata[Targets],
+    files: Mapping[str, Path],
+    now: datetime,
+) -> VerifiedRelease:
+    digests = {path: file_digest(local) for path, local in files.items()}
+    sbom_json = b""
+    sbom_paths = [p for p in files if p.endswith("/sbom.cdx.json")]
+    if len(sbom_paths) == 1:
+        sbom_json = files[sbom_paths[0]].read_bytes()
+        # Hash what is checked, not what was hashed before (TOCTOU).
+        digests[sbom_paths[0]] = FileDigest(len(sbom_json), hashlib.sha256(sbom_json).hexdigest())
+    return verify_release_update(
+        targets=state.targets.signed,
+        product=product,
+        current=state.product(product),
+        new=new,
+        files=digests,
+        sbom_json=sbom_json,
+        now=now,
+    )
 
 
 def _copy_immutable(src: Path, dest: Path, target: TargetFile) -> None:

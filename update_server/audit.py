@@ -13,21 +13,44 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from update_server.errors import ServerError
 from update_server.models import AuditEntry, utcnow
 
-__all__ = ["GENESIS", "AuditChainError", "AuditReport", "append", "entry_hash", "verify_chain"]
+__all__ = [
+    "GENESIS",
+    "MAX_ACTOR",
+    "AuditChainError",
+    "AuditReport",
+    "append",
+    "entry_hash",
+    "verify_chain",
+]
 
 GENESIS = "0" * 64
+#: The PostgreSQL advisory lock key that serialises appends ("pgaudit" in ASCII, then 1).
+APPEND_LOCK_KEY = 0x7067617564697401
+#: The widths of ``AuditEntry.actor`` and ``AuditEntry.action``.
+MAX_ACTOR = 128
+MAX_ACTION = 64
 
 
 class AuditChainError(ServerError):
     """The audit chain is broken: an entry was changed, inserted or removed."""
 
     exit_code = 4
+
+
+def _serialise(session: Session) -> None:
+    """Hold the audit log's append lock until ``session``'s transaction ends."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(APPEND_LOCK_KEY)))
+    else:
+        # SQLite runs a SELECT outside any transaction; a write (here one that
+        # changes nothing) opens it and takes the single write lock first.
+        session.execute(text("UPDATE audit_log SET seq = seq WHERE 0"))
 
 
 def entry_hash(seq: int, at: datetime, actor: str, action: str, detail: Any, prev_hash: str) -> str:
@@ -51,12 +74,26 @@ def entry_hash(seq: int, at: datetime, actor: str, action: str, detail: Any, pre
 def append(session: Session, actor: str, action: str, **detail: Any) -> AuditEntry:
     """Append an entry in the caller's transaction.
 
-    The newest entry is read with a row lock where the database has them, so
-    concurrent appends serialise instead of forking the chain; a fork would
-    also fail the unique sequence number and roll the transaction back.
+    Appends serialise on the database before the chain head is read, and stay
+    serialised until the caller's transaction ends: on PostgreSQL by a
+    transaction-scoped advisory lock (a row lock on the newest entry would
+    not stop a second transaction from computing the same next sequence
+    number), on SQLite by taking the database's single write lock. The head
+    is then read after every earlier append committed, so concurrent
+    appends (publishes, token and enrollment changes) all succeed, one after
+    the other, instead of one failing on the unique sequence number.
+
+    Raises:
+        ValueError: ``actor`` or ``action`` is longer than its column; the
+            caller must make it fit (see :attr:`update_server.auth.Caller.actor`).
     """
+    if len(actor) > MAX_ACTOR or len(action) > MAX_ACTION:
+        raise ValueError(
+            f"audit actor ({len(actor)} characters) or action ({len(action)}) is too long"
+        )
+    _serialise(session)
     last = session.execute(
-        select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1).with_for_update()
+        select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)
     ).scalar_one_or_none()
     seq = last.seq + 1 if last else 1
     prev = last.hash if last else GENESIS

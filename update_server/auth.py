@@ -58,8 +58,16 @@ class Caller:
 
     @property
     def actor(self) -> str:
-        """How the audit log names the caller."""
-        return f"token:{self.token_id}:{self.name}"
+        """How the audit log and the release index name the caller.
+
+        The token id identifies the caller; the name, there for people
+        reading the log, is cut to what fits the 128-character actor column
+        after the id. A token's name may itself have 128 characters, and
+        tokens with such names exist, so cutting keeps every token usable
+        where refusing long names at creation would not.
+        """
+        prefix = f"token:{self.token_id}:"
+        return prefix + self.name[: max(0, audit.MAX_ACTOR - len(prefix))]
 
     def may_publish(self, product: str) -> bool:
         """Whether this caller may publish releases of ``product``."""

@@ -12,6 +12,15 @@ runs every check of :func:`signer.verify_release_update` before writing
 anything and replaces ``timestamp.json`` last and atomically, so a pump
 polling meanwhile sees the old or the new repository, never a mixture
 (TUF spec 5.3/5.4; threats TUF-MIX-AND-MATCH, TUF-ARBITRARY, TUF-ROLLBACK).
+
+The database is written before the repository: in the same transaction, the
+bundle is verified, the index row and the audit entry are flushed, and only
+then does :meth:`signer.Repository.publish` write; the transaction commits
+after it returned. A database failure therefore leaves the repository as it
+was, and a repository failure rolls the rows back. The one window left, a
+commit failing after the repository was written, leaves a release visible to
+pumps but not indexed; :func:`reconcile_index` indexes it at once, or on the
+refresher's next tick, or at the next start.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from signer import (
     Repository,
     SignerError,
     UnknownProductError,
+    VerifiedRelease,
     product_releases,
 )
 from signer.bundle import Bundle
@@ -50,6 +60,7 @@ from update_server.models import PublishLock, Release
 
 __all__ = [
     "LOCK_TIMEOUT",
+    "MAX_VERSION",
     "PublishFailedError",
     "locked_session",
     "online_signers",
@@ -63,6 +74,8 @@ logger = logging.getLogger(__name__)
 
 #: How long a publish or refresh waits for another one to finish.
 LOCK_TIMEOUT = 600.0
+#: The longest version the release index holds (``Release.version``).
+MAX_VERSION = 64
 
 
 class PublishFailedError(ApiError):
@@ -109,7 +122,9 @@ def publish_lock(session: Session, what: str, timeout: float = LOCK_TIMEOUT) -> 
             # large bundle may hold the lock longer, so keep waiting.
             if postgres or not locked or time.monotonic() > deadline:
                 reason = "another publish or refresh holds the lock" if locked else "database error"
-                raise PublishFailedError(f"{reason}: {e.orig}") from e
+                # The driver's text may name hosts, roles or statements: logged, not answered.
+                logger.error("taking the publish lock for %s failed: %s", what, e.orig)
+                raise PublishFailedError(reason) from e
     if getattr(result, "rowcount", 1) != 1:
         raise PublishFailedError("the publish_lock row is missing; run the migrations")
 
@@ -181,6 +196,28 @@ def release_json(row: Release) -> dict[str, Any]:
     }
 
 
+def _check_fits(version: str) -> None:
+    """Refuse a release the index cannot hold, before anything is written.
+
+    Raises:
+        RefusedError: The version is longer than ``Release.version``.
+    """
+    if len(version) > MAX_VERSION:
+        raise RefusedError(
+            f"version {version[:24]}... has {len(version)} characters; "
+            f"this server indexes versions of at most {MAX_VERSION}"
+        )
+
+
+def _same(a: VerifiedRelease, b: VerifiedRelease) -> bool:
+    return (
+        a.release == b.release
+        and a.new_targets == b.new_targets
+        and set(a.signatures.signed) == set(b.signatures.signed)
+        and a.signatures.threshold == b.signatures.threshold
+    )
+
+
 def publish(
     factory: sessionmaker[Session],
     config: ServerConfig,
@@ -191,12 +228,23 @@ def publish(
 ) -> dict[str, Any]:
     """Verify and publish an opened bundle, index it and audit it, under the lock.
 
+    In one transaction holding the publish lock: the bundle is verified, the
+    index row and the audit entry are written (not committed), then
+    :meth:`signer.Repository.publish` verifies again and writes the
+    repository (``timestamp.json`` last), and only then the transaction
+    commits. A database failure before that leaves the repository as it
+    was, so the same bundle can be sent again; a repository failure rolls
+    the rows back. If the commit itself fails, the release is visible to
+    pumps but not indexed: :func:`reconcile_index` runs at once (and on
+    every refresher tick) to index it.
+
     Args:
         factory: Session factory of the server's database.
         config: Server configuration (the repository is ``config.repo_dir``).
         online: Snapshot and timestamp signers.
         bundle: The opened bundle.
-        actor: Who publishes, for the index and the audit log.
+        actor: Who publishes, for the index and the audit log (at most
+            :data:`update_server.audit.MAX_ACTOR` characters).
         now: Reference time (tests).
 
     Returns:
@@ -204,19 +252,27 @@ def publish(
 
     Raises:
         RefusedError: The bundle fails a check (threshold, keys, paths,
-            hashes, versions, release counter, SBOM binding, malformed); the
-            repository and the database are unchanged.
+            hashes, versions, release counter, SBOM binding, malformed, a
+            version longer than the index holds); the repository and the
+            database are unchanged.
         PublishFailedError: The server failed (storage, database).
     """
     try:
         md = bundle.metadata()
     except BundleError as e:
         raise RefusedError(str(e)) from e
+    _check_fits(bundle.version)
+    now = now or datetime.now(UTC).replace(microsecond=0)
     repo = Repository(config.repo_dir)
+    visible = False  # whether Repository.publish may have written anything
     try:
         with locked_session(factory, f"publish {bundle.product} {bundle.version}") as session:
-            verified = repo.publish(bundle.product, md, bundle.files(), online, now)
+            files = bundle.files()
+            # Checked first, so the index row and the audit entry are written,
+            # and may fail, before anything is visible; publish checks again.
+            verified = repo.check_publish(bundle.product, md, files, now)
             release = verified.release
+            _check_fits(release.version)
             firmware = verified.new_targets[release.firmware_path]
             row = Release.index(release, firmware, verified.signatures.signed, actor)
             session.add(row)
@@ -230,22 +286,38 @@ def publish(
                 release_counter=release.release_counter,
                 metadata_version=md.signed.version,
                 firmware_sha256=row.firmware_sha256,
-                signers=list(verified.signatures.signed),
+                signers=sorted(verified.signatures.signed),
                 threshold=verified.signatures.threshold,
             )
             result = release_json(row)
+            visible = True
+            published = repo.publish(bundle.product, md, files, online, now)
+            if not _same(published, verified):
+                # Only a writer bypassing the publish lock changes the
+                # repository in between; reconcile_index indexes what it wrote.
+                raise PublishFailedError("the repository changed during the publish")
+            # Leaving the block commits.
     except (PublishRefusedError, BundleError, UnknownProductError, ReleaseContractError) as e:
-        # Refused before anything was written (Repository.publish checks first).
+        # Refused before anything was written (by the pre-check, or by
+        # Repository.publish, which checks first); the rows are rolled back.
         logger.warning("refused %s %s from %s: %s", bundle.product, bundle.version, actor, e)
         raise RefusedError(str(e)) from e
     except (SignerError, OSError) as e:
         logger.error("publishing %s %s failed: %s", bundle.product, bundle.version, e)
+        _reconcile_after_failure(factory, config, visible)
         raise PublishFailedError(f"publishing failed: {e}") from e
     except SQLAlchemyError as e:
-        # Raised after Repository.publish returned, the release is visible to
-        # pumps but not indexed; reconcile_index() adds it back.
+        # Statements and parameters go to the log, not to the client.
         logger.exception("recording %s %s failed", bundle.product, bundle.version)
-        raise PublishFailedError(f"recording the release failed: {e}") from e
+        if _reconcile_after_failure(factory, config, visible):
+            raise PublishFailedError(
+                "recording the release failed after it was published; "
+                "list the releases before sending it again"
+            ) from e
+        raise PublishFailedError("recording the release failed; nothing was published") from e
+    except PublishFailedError:
+        _reconcile_after_failure(factory, config, visible)
+        raise
     logger.info(
         "published %s %s (counter %s) by %s",
         result["product"],
@@ -254,6 +326,24 @@ def publish(
         actor,
     )
     return result
+
+
+def _reconcile_after_failure(
+    factory: sessionmaker[Session], config: ServerConfig, visible: bool
+) -> bool:
+    """After a failed publish that may have reached the repository, index what it has.
+
+    Returns:
+        Whether the repository may have been written (``visible``).
+    """
+    if not visible:
+        return False
+    try:
+        reconcile_index(factory, config)
+    except Exception:
+        # The database may still be down; the refresher's next tick retries.
+        logger.exception("indexing after the failed publish failed; the refresher retries")
+    return True
 
 
 def reconcile_index(factory: sessionmaker[Session], config: ServerConfig) -> int:

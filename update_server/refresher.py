@@ -9,6 +9,9 @@ TUF-FREEZE turned into a self-inflicted outage). Three things re-sign:
   the timestamp's lifetime;
 * a daemon thread in every server process when ``refresh_interval > 0``.
 
+The start-up check and every tick of the thread also index releases the
+repository has but the database lacks (:func:`update_server.publishing.reconcile_index`).
+
 Each takes the database's publish lock (:mod:`update_server.publishing`) and
 :meth:`signer.Repository.refresh` takes the repository's file lock and
 re-checks whether a refresh is still due, so several gunicorn workers doing
@@ -162,17 +165,28 @@ class RefreshScheduler:
         return self._thread.is_alive()
 
     def tick(self) -> bool:
-        """One freshness check; True if it re-signed. Never raises."""
+        """One freshness check, then one index check; True if it re-signed. Never raises.
+
+        The index check (:func:`update_server.publishing.reconcile_index`)
+        indexes a release that is visible to pumps but missing from the
+        database, after a publish whose commit failed; it reads the
+        repository and the index and takes the lock only when one is
+        missing. Each step runs even when the other fails.
+        """
+        done = False
         try:
             done = _refresh(self.config, self._factory, self._get_online, force=False, now=None)
         except Exception:
             self.errors += 1
             logger.exception("refreshing snapshot and timestamp failed; retrying next tick")
-            return False
-        finally:
-            self.ticks += 1
         if done:
             self.refreshes += 1
+        try:
+            publishing.reconcile_index(self._factory, self.config)
+        except Exception:
+            self.errors += 1
+            logger.exception("indexing published releases failed; retrying next tick")
+        self.ticks += 1
         return done
 
     def _run(self) -> None:
@@ -189,10 +203,14 @@ def init_app(app: Flask) -> None:
     def get_online() -> OnlineSigners:
         return publishing.online_signers(app)
 
+    # Separate steps: a failure of one must not skip the other.
     try:
         # A crash between publishing and indexing leaves a published release
         # unindexed; check-ins assign from the index, so restore it first.
         publishing.reconcile_index(factory, config)
+    except Exception:
+        logger.exception("start-up indexing of published releases failed")
+    try:
         # The server may have been stopped for longer than the timestamp's
         # lifetime: pumps would refuse to update until it is re-signed.
         _refresh(config, factory, get_online, force=False, now=None)

@@ -20,7 +20,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 import signer.repository
 from repo_support import RepoEnv
@@ -33,6 +34,7 @@ from update_server.audit import verify_chain
 from update_server.auth import create_token
 from update_server.db import dispose, engine_for, session_scope
 from update_server.models import AuditEntry, Release
+from update_server.refresher import RefreshScheduler
 
 Tree = Callable[[Path], dict[str, bytes]]
 TAR = "application/x-tar"
@@ -449,6 +451,167 @@ def test_publish_waits_for_a_held_publish_lock(
     assert result == [201]
 
 
+def _failing_commits(monkeypatch: pytest.MonkeyPatch, times: int | None = None) -> list[str]:
+    """Make the next ``times`` commits (all if None) fail as if the database died.
+
+    Nothing is committed; the caller's rollback discards the transaction.
+    Returns the list the failed commits are recorded in.
+    """
+    real = Session.commit
+    failed: list[str] = []
+
+    def commit(self: Session) -> None:
+        if times is None or len(failed) < times:
+            failed.append("commit")
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+        real(self)
+
+    monkeypatch.setattr(Session, "commit", commit)
+    return failed
+
+
+def _listed(client: FlaskClient, headers: dict[str, str]) -> list[tuple[str, str]]:
+    listing = client.get("/api/v1/releases", headers=headers).json
+    return [(x["version"], x["published_by"]) for x in listing["releases"]]
+
+
+def _audit_actions(server_env: ServerEnv) -> list[str]:
+    engine = engine_for(server_env.database_url)
+    try:
+        with session_scope(sessionmaker(engine)) as s:
+            verify_chain(s)
+            return list(s.execute(select(AuditEntry.action).order_by(AuditEntry.seq)).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_publish_that_fails_in_the_database_leaves_the_repository_unchanged(
+    client: FlaskClient,
+    server_env: ServerEnv,
+    tree: Tree,
+    engineer: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The audit entry cannot be written (e.g. it lost a race): the release must
+    not become visible, or it would be live but unindexed, unaudited, and its
+    metadata version used up so that sending it again is refused."""
+
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise IntegrityError("INSERT INTO audit_log", {}, Exception("duplicate key"))
+
+    bundle = _server_repo(server_env).bundle("1.0.0", 1, tar=True)
+    monkeypatch.setattr(publishing.audit, "append", broken)
+    with _unchanged(server_env, tree):
+        r = _post(client, bundle, engineer)
+        assert r.status_code == 500
+        assert r.json["error"]["message"] == "recording the release failed; nothing was published"
+    assert Repository(server_env.repo_dir).releases("sigma-spectrum") == []
+    monkeypatch.undo()
+
+    # The same bundle goes in when the database works again.
+    r = _post(client, bundle, engineer)
+    assert r.status_code == 201, r.json
+    assert _listed(client, engineer) == [("1.0.0", r.json["published_by"])]
+    assert _counts(server_env) == (1, 1)
+
+
+def test_publish_that_fails_in_the_repository_leaves_no_index_row_or_audit_entry(
+    client: FlaskClient,
+    server_env: ServerEnv,
+    engineer: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rows are written before the repository; a failed write rolls them back."""
+
+    def full(*_args: Any, **_kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    timestamp = (server_env.repo_dir / "metadata/timestamp.json").read_bytes()
+    actions = _audit_actions(server_env)
+    monkeypatch.setattr(Repository, "_publish_online", full)
+    r = _post(client, _server_repo(server_env).bundle("1.0.0", 1, tar=True), engineer)
+    assert r.status_code == 500
+    assert r.json["error"]["code"] == "server_error"
+    assert (server_env.repo_dir / "metadata/timestamp.json").read_bytes() == timestamp
+    assert _counts(server_env) == (0, 0)
+    assert _audit_actions(server_env) == actions
+
+
+def test_database_failure_answers_a_generic_500_and_logs_the_statement(
+    client: FlaskClient,
+    server_env: ServerEnv,
+    engineer: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Statements and their parameters are for the operator's log, not the client."""
+    statement = "INSERT INTO releases (product, version) VALUES (%(product)s, %(version)s)"
+
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise DataError(statement, {"version": "p4ram-value"}, Exception("value too long"))
+
+    monkeypatch.setattr(publishing.audit, "append", broken)
+    r = _post(client, _server_repo(server_env).bundle("1.0.0", 1, tar=True), engineer)
+    assert r.status_code == 500
+    assert r.json["error"]["code"] == "server_error"
+    body = r.get_data(as_text=True)
+    for leak in ("INSERT", "releases (", "p4ram-value", "value too long"):
+        assert leak not in body, body
+    assert statement in caplog.text
+    assert "p4ram-value" in caplog.text
+
+
+def test_release_whose_commit_fails_after_publishing_is_indexed_at_once(
+    client: FlaskClient,
+    server_env: ServerEnv,
+    engineer: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database dies between the repository write and the commit (the one
+    window left): the client hears so, and the index is repaired right away."""
+    failed = _failing_commits(monkeypatch, times=1)
+    r = _post(client, _server_repo(server_env).bundle("1.0.0", 1, tar=True), engineer)
+    assert failed == ["commit"]
+    assert r.status_code == 500
+    assert "after it was published" in r.json["error"]["message"]
+    assert "COMMIT" not in r.get_data(as_text=True)
+    monkeypatch.undo()
+    assert [x.version for x in Repository(server_env.repo_dir).releases("sigma-spectrum")] == [
+        "1.0.0"
+    ]
+    assert _listed(client, engineer) == [("1.0.0", "reconciled")]
+    assert _audit_actions(server_env)[-1] == "release.reindex"
+
+
+def test_release_published_but_not_recorded_is_indexed_by_the_next_refresher_tick(
+    app: Flask,
+    client: FlaskClient,
+    server_env: ServerEnv,
+    engineer: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database stays down after the commit failed, so indexing at once fails
+    too; the running server indexes the release on its next refresher tick."""
+    _failing_commits(monkeypatch)
+    r = _post(client, _server_repo(server_env).bundle("1.0.0", 1, tar=True), engineer)
+    assert r.status_code == 500
+    assert "after it was published" in r.json["error"]["message"]
+    monkeypatch.undo()
+    assert _counts(server_env) == (0, 0)
+    assert _listed(client, engineer) == []
+
+    scheduler = RefreshScheduler(
+        app.config["PUMPGUARD"],
+        app.extensions["pumpguard.db"],
+        lambda: publishing.online_signers(app),
+        interval=60,
+    )
+    scheduler.tick()
+    assert scheduler.errors == 0
+    assert _listed(client, engineer) == [("1.0.0", "reconciled")]
+    assert _audit_actions(server_env)[-1] == "release.reindex"
+
+
 def test_release_published_but_not_recorded_is_indexed_at_the_next_start(
     app: Flask,
     client: FlaskClient,
@@ -458,20 +621,15 @@ def test_release_published_but_not_recorded_is_indexed_at_the_next_start(
 ) -> None:
     """The database fails after the repository published (crash window): no 201,
     the release is visible to pumps, and the next start indexes it."""
-    from sqlalchemy.exc import OperationalError
-
-    def broken(*_args: Any, **_kwargs: Any) -> None:
-        raise OperationalError("INSERT INTO audit_log", {}, Exception("connection lost"))
-
-    monkeypatch.setattr(publishing.audit, "append", broken)
+    _failing_commits(monkeypatch)
     r = _post(client, _server_repo(server_env).bundle("1.0.0", 1, tar=True), engineer)
     assert r.status_code == 500
     assert "recording the release failed" in r.json["error"]["message"]
     assert [x.version for x in Repository(server_env.repo_dir).releases("sigma-spectrum")] == [
         "1.0.0"
     ]
-    assert _counts(server_env) == (0, 0)
     monkeypatch.undo()
+    assert _counts(server_env) == (0, 0)
 
     restarted = create_app(server_env.config())
     try:
@@ -480,3 +638,51 @@ def test_release_published_but_not_recorded_is_indexed_at_the_next_start(
         assert listing["releases"][0]["published_by"] == "reconciled"
     finally:
         dispose(restarted)
+
+
+# ---------------------------------------------------------- column limits
+def test_overlong_version_is_refused_before_anything_is_written(
+    client: FlaskClient, server_env: ServerEnv, tree: Tree, engineer: dict[str, str]
+) -> None:
+    """A valid semantic version longer than the index column: refused as 422,
+    not published first and then failed in the database."""
+    env = _server_repo(server_env)
+    overlong = "1.0.0-" + "a" * 59  # 65 characters
+    with _unchanged(server_env, tree):
+        r = _post(client, env.bundle(overlong, 1, tar=True), engineer)
+        assert r.status_code == 422, r.json
+        assert r.json["error"]["code"] == "refused"
+        assert "at most 64" in r.json["error"]["message"]
+    longest = "1.0.0-" + "a" * 58  # 64 characters fit
+    r = _post(client, env.bundle(longest, 1, tar=True), engineer)
+    assert r.status_code == 201, r.json
+    assert _listed(client, engineer) == [(longest, r.json["published_by"])]
+
+
+def test_token_with_the_longest_name_publishes_and_is_audited(
+    client: FlaskClient, server_env: ServerEnv
+) -> None:
+    """A 128-character token name is allowed; the audit actor still fits its column."""
+    name = "n" * 128
+    engine = engine_for(server_env.database_url)
+    try:
+        with session_scope(sessionmaker(engine)) as s:
+            token, secret = create_token(s, name, "release-engineer", ("sigma-spectrum",))
+            token_id = token.id
+    finally:
+        engine.dispose()
+    r = _post(client, _server_repo(server_env).bundle("1.0.0", 1, tar=True), _auth(secret))
+    assert r.status_code == 201, r.json
+    actor = r.json["published_by"]
+    assert actor.startswith(f"token:{token_id}:nnn")
+    assert len(actor) == 128
+    engine = engine_for(server_env.database_url)
+    try:
+        with session_scope(sessionmaker(engine)) as s:
+            verify_chain(s)
+            entry = s.execute(
+                select(AuditEntry).where(AuditEntry.action == "release.publish")
+            ).scalar_one()
+            assert entry.actor == actor
+    finally:
+        engine.dispose()

@@ -172,3 +172,49 @@ def test_start_up_does_not_fail_when_the_online_keys_are_unavailable(
         # the failure is logged for the operator.
         assert app.test_client().get("/tuf/metadata/timestamp.json").status_code == 200
     assert "start-up refresh of snapshot and timestamp failed" in caplog.text
+
+
+def test_startup_refresh_runs_even_when_reconcile_fails(
+    server_env: ServerEnv, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Indexing the releases fails at start: the expired timestamp is re-signed anyway."""
+    _sign_online_as_of(server_env, _now() - timedelta(days=3))
+    version, expires = _timestamp(server_env)
+    assert expires < _now()
+
+    def broken(*_args: Any, **_kwargs: Any) -> int:
+        raise OSError("release index unreadable")
+
+    monkeypatch.setattr(publishing, "reconcile_index", broken)
+    with _app(server_env):
+        new_version, new_expires = _timestamp(server_env)
+        assert new_version == version + 1
+        assert new_expires > _now() + timedelta(hours=23)
+    assert "release index unreadable" in caplog.text
+    assert "start-up indexing of published releases failed" in caplog.text
+
+
+def test_scheduler_tick_refreshes_even_when_reconcile_fails(
+    server_env: ServerEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each tick refreshes and indexes; a failure of one does not skip the other."""
+    calls: list[str] = []
+
+    def broken(*_args: Any, **_kwargs: Any) -> int:
+        calls.append("reconcile")
+        raise OSError("release index unreadable")
+
+    with _app(server_env) as app:
+        monkeypatch.setattr(publishing, "reconcile_index", broken)
+        scheduler = RefreshScheduler(
+            app.config["PUMPGUARD"],
+            app.extensions["pumpguard.db"],
+            lambda: publishing.online_signers(app),
+            interval=60,
+        )
+        version, _ = _timestamp(server_env)
+        _sign_online_as_of(server_env, _now() - timedelta(hours=20))  # version + 1
+        assert scheduler.tick() is True
+        assert _timestamp(server_env)[0] == version + 2
+        assert calls == ["reconcile"]
+        assert (scheduler.ticks, scheduler.refreshes, scheduler.errors) == (1, 1, 1)
