@@ -707,6 +707,12 @@ _CONTROLS = (
             "test_concurrent_publishes_serialise_on_the_database_lock_alone",
             "test_publish_waits_for_a_held_publish_lock",
             "test_release_published_but_not_recorded_is_indexed_at_the_next_start",
+            "test_publish_that_fails_in_the_database_leaves_the_repository_unchanged",
+            "test_publish_that_fails_in_the_repository_leaves_no_index_row_or_audit_entry",
+            "test_release_whose_commit_fails_after_publishing_is_indexed_at_once",
+            "test_release_published_but_not_recorded_is_indexed_by_the_next_refresher_tick",
+            "test_overlong_version_is_refused_before_anything_is_written",
+            "test_database_failure_answers_a_generic_500_and_logs_the_statement",
         )
         + _n("update_server/test_refresh", "test_refresh_waits_for_a_publish_in_progress"),
     ),
@@ -731,6 +737,11 @@ _CONTROLS = (
             _REPOSITORY,
             "test_refresh_resigns_online_roles_only_when_due",
             "test_status_warns_within_refresh_window_and_flags_expiry",
+        )
+        + _n(
+            "update_server/test_refresh",
+            "test_startup_refresh_runs_even_when_reconcile_fails",
+            "test_scheduler_tick_refreshes_even_when_reconcile_fails",
         ),
     ),
     Control(
@@ -1101,7 +1112,12 @@ _CONTROLS = (
             "test_enrollment_is_returned_audited_and_the_chain_verifies",
             "test_revocation_is_audited_once_and_needs_operator",
         )
-        + _n(_PUBLISH_API, "test_two_person_release_is_published_indexed_audited_and_listed"),
+        + _n(_PUBLISH_API, "test_two_person_release_is_published_indexed_audited_and_listed")
+        + _n(
+            "update_server/test_audit_log",
+            "test_concurrent_audit_appends_all_succeed_and_chain",
+            "test_concurrent_token_creations_are_all_created_and_audited",
+        ),
     ),
     Control(
         "C-FLEET-VISIBILITY",
@@ -1212,7 +1228,17 @@ _CONTROLS = (
         )
         + _n("device_agent/test_power_loss", "test_the_update_paths_have_dozens_of_crash_points")
         + _n(_STATE, "test_state_is_persisted_and_reloaded", "test_slot_records_are_idempotent")
-        + _n(_DOWNLOAD, "test_crash_points_stay_few_per_download"),
+        + _n(
+            _DOWNLOAD,
+            "test_crash_points_stay_few_per_download",
+            "test_a_new_slot_file_is_created_durably",
+        )
+        + _n(
+            "device_agent/test_durable",
+            "test_make_dirs_durable_fsyncs_the_parent_of_every_new_directory",
+            "test_agent_creates_its_state_and_metadata_directories_durably",
+            "test_outbox_directory_is_created_durably",
+        ),
     ),
     Control(
         "C-SIGKILL",
@@ -1356,7 +1382,12 @@ _CONTROLS = (
         "Pumps do not synchronise into load spikes, and retry an unreachable server "
         "without hammering it.",
         ("device_agent.reporting:backoff_delay", "device_agent.agent:Agent.next_poll_delay"),
-        _n(_REPORTING, "test_backoff_grows_with_failures_and_stays_capped")
+        _n(
+            _REPORTING,
+            "test_backoff_grows_with_failures_and_stays_capped",
+            "test_a_poll_interval_that_is_not_a_finite_number_is_a_malformed_answer",
+            "test_the_servers_poll_interval_is_kept_within_bounds",
+        )
         + _n(_TUF_CLIENT, "test_unreachable_repository_is_a_transfer_error"),
     ),
     Control(
