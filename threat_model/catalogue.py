@@ -1117,6 +1117,15 @@ _CONTROLS = (
             "update_server/test_audit_log",
             "test_concurrent_audit_appends_all_succeed_and_chain",
             "test_concurrent_token_creations_are_all_created_and_audited",
+        )
+        + _n(
+            "update_server/test_datadir",
+            "test_recorded_entry_detects_a_rewritten_history_after_the_chain_grew",
+            "test_recorded_entry_detects_truncation",
+        )
+        + _n(
+            "update_server/test_server_cli",
+            "test_audit_verify_prints_an_anchor_that_a_later_verify_checks",
         ),
     ),
     Control(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -122,17 +123,29 @@ class AuditReport:
     head: str
 
 
-def verify_chain(session: Session, expected_head: str | None = None) -> AuditReport:
+def verify_chain(
+    session: Session,
+    expected_head: str | None = None,
+    anchors: Mapping[int, str] | None = None,
+) -> AuditReport:
     """Recompute the chain from the first entry.
+
+    The chain is unkeyed: whoever can write the database can rewrite an entry
+    and recompute every hash after it. What catches that is a hash kept
+    elsewhere: the head, or any entry's hash recorded off-site earlier (an
+    anchor), which stays valid while the chain grows.
 
     Args:
         session: Database session.
         expected_head: If given (e.g. a hash recorded off-site), the chain must
             end there, which also detects removal of the newest entries.
+        anchors: Sequence number to hash of entries recorded off-site earlier;
+            each must still be in the chain with that hash.
 
     Raises:
         AuditChainError: The first entry where the chain breaks, and why.
     """
+    anchors = dict(anchors or {})
     prev = GENESIS
     count = 0
     expected_seq = 1
@@ -144,9 +157,20 @@ def verify_chain(session: Session, expected_head: str | None = None) -> AuditRep
         at = entry.at if entry.at.tzinfo else entry.at.replace(tzinfo=UTC)
         if entry_hash(entry.seq, at, entry.actor, entry.action, entry.detail, prev) != entry.hash:
             raise AuditChainError(f"audit entry {entry.seq} ({entry.action}) was changed")
+        if entry.seq in anchors and anchors.pop(entry.seq) != entry.hash:
+            raise AuditChainError(
+                f"audit entry {entry.seq} is not the one recorded off-site: the chain was"
+                " rewritten up to there"
+            )
         prev = entry.hash
         count += 1
         expected_seq += 1
+    if anchors:
+        missing = min(anchors)
+        raise AuditChainError(
+            f"audit entry {missing}, recorded off-site, is missing: the chain has {count}"
+            " entries (truncated)"
+        )
     if expected_head is not None and prev != expected_head:
         raise AuditChainError(f"the audit chain ends at {prev[:12]}, not at {expected_head[:12]}")
     return AuditReport(count, prev)

@@ -253,12 +253,48 @@ def audit_group() -> None:
 @click.option(
     "--expected-head", metavar="HASH", help="The chain must end at this hash (recorded off-site)."
 )
+@click.option(
+    "--expected-entry",
+    "anchors",
+    metavar="SEQ:HASH",
+    multiple=True,
+    callback=lambda _ctx, _param, values: dict(_parse_anchor(v) for v in values),
+    help="An entry recorded off-site earlier (as printed: 'anchor SEQ:HASH'); it must still"
+    " be in the chain. Repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True)
-def audit_verify(data_dir: Path, expected_head: str | None, as_json: bool) -> None:
-    """Recompute the audit chain; exit 4 when an entry was changed or removed."""
+def audit_verify(
+    data_dir: Path, expected_head: str | None, anchors: dict[int, str], as_json: bool
+) -> None:
+    """Recompute the audit chain; exit 4 when an entry was changed or removed.
+
+    Record the printed anchor somewhere the server cannot write (a ticket, a
+    notebook, another system) and pass it with --expected-entry later: a
+    rewritten history then fails even though every hash was recomputed.
+    """
     with _session(_config(data_dir)) as session:
-        report = verify_chain(session, expected_head)
+        report = verify_chain(session, expected_head, anchors)
+    anchor = f"{report.entries}:{report.head}"
     if as_json:
-        click.echo(json.dumps({"entries": report.entries, "head": report.head, "ok": True}))
+        click.echo(
+            json.dumps(
+                {"entries": report.entries, "head": report.head, "anchor": anchor, "ok": True}
+            )
+        )
     else:
-        click.echo(f"audit chain intact: {report.entries} entries, head {report.head}")
+        click.echo(
+            f"audit chain intact: {report.entries} entries, head {report.head} (anchor {anchor})"
+        )
+
+
+def _parse_anchor(value: str) -> tuple[int, str]:
+    seq, sep, digest = value.partition(":")
+    if (
+        not sep
+        or not seq.isdigit()
+        or int(seq) < 1
+        or len(digest) != 64
+        or not all(c in "0123456789abcdef" for c in digest)
+    ):
+        raise click.BadParameter(f"{value!r} is not SEQ:HASH (a number and 64 hex digits)")
+    return int(seq), digest

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from server_support import ServerEnv
-from update_server.audit import AuditChainError, append, verify_chain
+from update_server.audit import GENESIS, AuditChainError, append, entry_hash, verify_chain
 from update_server.db import engine_for, session_scope
 from update_server.models import ApiToken, AuditEntry
 
@@ -42,4 +44,53 @@ def test_audit_chain_detects_tampering(server_env: ServerEnv, tamper: str) -> No
             s.delete(s.get(AuditEntry, 5))
     with session_scope(factory) as s, pytest.raises(AuditChainError):
         verify_chain(s, expected_head=head)
+    engine.dispose()
+
+
+def _rewrite_history(factory: sessionmaker[Session], seq: int) -> None:
+    """What someone who can write the database does: change entry ``seq`` and re-chain."""
+    with session_scope(factory) as s:
+        entries = list(s.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars())
+        prev = GENESIS
+        for entry in entries:
+            if entry.seq == seq:
+                entry.actor = "mallory"
+            at = entry.at if entry.at.tzinfo else entry.at.replace(tzinfo=UTC)
+            entry.prev_hash = prev
+            entry.hash = entry_hash(entry.seq, at, entry.actor, entry.action, entry.detail, prev)
+            prev = entry.hash
+
+
+def test_recorded_entry_detects_a_rewritten_history_after_the_chain_grew(
+    server_env: ServerEnv,
+) -> None:
+    engine = engine_for(server_env.database_url)
+    factory = sessionmaker(engine)
+    with session_scope(factory) as s:
+        append(s, "test", "token.create", n=1)
+        recorded = verify_chain(s)  # written down off-site: (entries, head)
+    with session_scope(factory) as s:
+        for i in range(3):
+            append(s, "test", "token.create", n=i + 2)
+        anchors = {recorded.entries: recorded.head}
+        assert verify_chain(s, anchors=anchors).entries == recorded.entries + 3
+
+    _rewrite_history(factory, 2)
+    with session_scope(factory) as s:
+        assert verify_chain(s).entries == recorded.entries + 3  # re-chained: looks intact
+        with pytest.raises(AuditChainError, match="not the one recorded off-site"):
+            verify_chain(s, anchors=anchors)
+    engine.dispose()
+
+
+def test_recorded_entry_detects_truncation(server_env: ServerEnv) -> None:
+    engine = engine_for(server_env.database_url)
+    factory = sessionmaker(engine)
+    with session_scope(factory) as s:
+        append(s, "test", "token.create")
+        recorded = verify_chain(s)
+    with session_scope(factory) as s:
+        s.delete(s.get(AuditEntry, recorded.entries))
+    with session_scope(factory) as s, pytest.raises(AuditChainError, match="truncated"):
+        verify_chain(s, anchors={recorded.entries: recorded.head})
     engine.dispose()

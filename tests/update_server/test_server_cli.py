@@ -93,3 +93,24 @@ def test_audit_verify_fails_on_a_changed_entry(
     r = run_cli("server", "audit", "verify", "--data", data)
     assert r.code == 4
     assert r.err.strip() == "error: audit entry 1 (nothing.happened) was changed"
+
+
+def test_audit_verify_prints_an_anchor_that_a_later_verify_checks(
+    server_env: ServerEnv, run_cli: Callable[..., CliResult]
+) -> None:
+    data = server_env.data_dir
+    r = run_cli("server", "audit", "verify", "--data", data, "--json")
+    assert r.code == 0, r.err
+    anchor = json.loads(r.out)["anchor"]
+    assert anchor == f"2:{json.loads(r.out)['head']}"
+    assert anchor in run_cli("server", "audit", "verify", "--data", data).out
+
+    r = run_cli("server", "audit", "verify", "--data", data, "--expected-entry", anchor)
+    assert r.code == 0, r.err
+    wrong = anchor[:-1] + ("0" if anchor[-1] != "0" else "1")
+    r = run_cli("server", "audit", "verify", "--data", data, "--expected-entry", wrong)
+    assert r.code == 4
+    assert "not the one recorded off-site" in r.err
+    r = run_cli("server", "audit", "verify", "--data", data, "--expected-entry", "2:nothex")
+    assert r.code == 2
+    assert "SEQ:HASH" in r.err
