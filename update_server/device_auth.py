@@ -87,8 +87,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Device ids: 1-128 of ``[A-Za-z0-9._:-]``, starting with a letter or digit so
-#: that an id is never ``.`` or ``..`` inside a URL path.
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+#: that an id is never ``.`` or ``..`` inside a URL path. Use ``fullmatch``:
+#: ``$`` would also match before a trailing newline, so ``.match`` would take
+#: ``"pump-1\n"`` (or a 129-character id) for a device id; ``\Z`` keeps even a
+#: ``.match`` by another caller exact.
+DEVICE_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z", re.ASCII)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -148,7 +151,7 @@ def validate_device_id(value: object) -> str:
         BadRequestError: It is not 1-128 letters, digits, ``.``, ``_``, ``:``
             or ``-`` starting with a letter or digit.
     """
-    if not isinstance(value, str) or not DEVICE_ID_RE.match(value):
+    if not isinstance(value, str) or not DEVICE_ID_RE.fullmatch(value):
         raise BadRequestError(
             f"device_id {value!r} must be 1-128 letters, digits, '.', '_', ':' or '-',"
             " starting with a letter or digit"
@@ -263,7 +266,7 @@ def authenticate_device(
     device = identities.get(device_id) if not record_nonce else None
     cached = device is not None
     if device is None:
-        device = _enrolled(device_id, record_nonce) if DEVICE_ID_RE.match(device_id) else None
+        device = _enrolled(device_id, record_nonce) if DEVICE_ID_RE.fullmatch(device_id) else None
     if device is None:
         raise UnauthorizedError(f"device {device_id!r} is not enrolled or was revoked")
     # Bound the body before reading it: the signature covers it, so it is read

@@ -51,6 +51,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, url
 from psycopg.errors import UniqueViolation
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from pumpguard.errors import ReleaseContractError
 from pumpguard.jsonutil import StrictJSONError, loads_strict
@@ -137,9 +138,12 @@ MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 MAX_OFFSET = 2**31 - 1
 _MAX_COUNTER = 2**63 - 1
-_SLOT_NAME_RE = re.compile(r"^[a-z0-9_-]{1,16}$")
-_HEX64_RE = re.compile(r"^[0-9a-fA-F]{64}$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# Always used with fullmatch: ``$`` also matches before a trailing newline, so
+# ``.match`` would accept (and store) ``"a\n"``, or a key that ``bytes.fromhex``
+# reads as another enrolled key (threats SRV-INPUT, SRV-DEVICE-SPOOF).
+_SLOT_NAME_RE = re.compile(r"[a-z0-9_-]{1,16}", re.ASCII)
+_HEX64_RE = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
+_SHA256_RE = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 T = TypeVar("T")
 
@@ -340,7 +344,12 @@ def _timestamp(value: object, where: str) -> str:
         raise BadRequestError(f"{where} {value!r} is not an ISO 8601 time") from e
     if parsed.tzinfo is None:
         raise BadRequestError(f"{where} {value!r} lacks a time zone (use Z for UTC)")
-    return iso(parsed)
+    try:
+        # Stored in UTC: a valid time at the edge of the date range (year 1
+        # east of UTC, year 9999 west of it) has no UTC form.
+        return iso(parsed)
+    except (OverflowError, ValueError) as e:
+        raise BadRequestError(f"{where} {value!r} is out of the supported date range") from e
 
 
 def _text(value: object, where: str, limit: int) -> str:
@@ -358,13 +367,19 @@ def _small_object(value: object, where: str, limit: int) -> dict[str, Any]:
 
 
 def _public_key(value: object) -> str:
-    if not isinstance(value, str) or not _HEX64_RE.match(value):
+    """The canonical form of an enrolled key: 64 lower-case hex digits.
+
+    One key has exactly one stored form, so the one-key-per-pump check and
+    the unique index on ``devices.public_key`` compare keys, not spellings.
+    """
+    if not isinstance(value, str) or not _HEX64_RE.fullmatch(value):
         raise BadRequestError("public_key must be a raw Ed25519 public key as 64 hex digits")
+    raw = bytes.fromhex(value)
     try:
-        Ed25519PublicKey.from_public_bytes(bytes.fromhex(value))
+        Ed25519PublicKey.from_public_bytes(raw)
     except ValueError as e:
         raise BadRequestError(f"public_key is not an Ed25519 public key: {e}") from e
-    return value.lower()
+    return raw.hex()
 
 
 def _query_int(name: str, default: int, low: int, high: int) -> int:
@@ -451,6 +466,21 @@ def _require_delegated(config: ServerConfig, product: str) -> None:
         ) from e
 
 
+def _enrollment_conflict(session: Session, device_id: str, public_key: str) -> ConflictError | None:
+    """Why ``device_id`` with ``public_key`` cannot be enrolled, if it cannot."""
+    if session.get(Device, device_id) is not None:
+        return ConflictError(f"device {device_id!r} is already enrolled")
+    # One key per pump: a key shared by several pumps would let one extracted
+    # key speak for all of them (threat SRV-DEVICE-SPOOF). Revoked devices
+    # keep their key; the unique index on devices.public_key enforces this.
+    twin = session.execute(
+        select(Device.device_id).where(Device.public_key == public_key).limit(1)
+    ).scalar_one_or_none()
+    if twin is not None:
+        return ConflictError(f"this public key is already enrolled for device {twin!r}")
+    return None
+
+
 @bp.post("")
 @require("operator")
 def enroll() -> tuple[Response, int, dict[str, str]]:
@@ -472,15 +502,11 @@ def enroll() -> tuple[Response, int, dict[str, str]]:
     _require_delegated(current_app.config["PUMPGUARD"], product)
 
     session = get_session()
-    if session.get(Device, device_id) is not None:
-        raise ConflictError(f"device {device_id!r} is already enrolled")
-    # One key per pump: a key shared by several pumps would let one extracted
-    # key speak for all of them (threat SRV-DEVICE-SPOOF).
-    twin = session.execute(
-        select(Device.device_id).where(Device.public_key == public_key).limit(1)
-    ).scalar_one_or_none()
-    if twin is not None:
-        raise ConflictError(f"this public key is already enrolled for device {twin!r}")
+    # Checked first for a clear answer; a concurrent enrollment can still get
+    # in between, and then the insert's IntegrityError decides (below).
+    conflict = _enrollment_conflict(session, device_id, public_key)
+    if conflict is not None:
+        raise conflict
     device = Device(
         device_id=device_id,
         hardware_id=hardware_id,
@@ -491,9 +517,14 @@ def enroll() -> tuple[Response, int, dict[str, str]]:
     session.add(device)
     try:
         session.flush()
-    except IntegrityError as e:  # a concurrent enrollment of the same id won
+    except IntegrityError as e:
+        # A concurrent enrollment of the same id (primary key) or the same key
+        # (unique index) committed first; the insert waited for it.
         session.rollback()
-        raise ConflictError(f"device {device_id!r} is already enrolled") from e
+        conflict = _enrollment_conflict(session, device_id, public_key)
+        if conflict is None:  # no other constraint of this insert can fail
+            raise
+        raise conflict from e
     audit.append(
         session,
         current_caller().actor,
@@ -510,7 +541,7 @@ def enroll() -> tuple[Response, int, dict[str, str]]:
 
 def _device_or_404(device_id: str, *, for_update: bool = False) -> Device:
     device = None
-    if DEVICE_ID_RE.match(device_id):
+    if DEVICE_ID_RE.fullmatch(device_id):
         query = select(Device).where(Device.device_id == device_id)
         if for_update:
             query = query.with_for_update()
@@ -586,7 +617,7 @@ def _parse_slots(value: object) -> dict[str, Any]:
         raise BadRequestError(f"at most {MAX_SLOTS} slots")
     slots: dict[str, Any] = {}
     for name, raw in value.items():
-        if not _SLOT_NAME_RE.match(name):
+        if not _SLOT_NAME_RE.fullmatch(name):
             raise BadRequestError(f"slot name {name!r} must be 1-16 of [a-z0-9_-]")
         where = f"slots.{name}"
         slot = _check_fields(raw, where, ("state",), ("version", "release_counter", "sha256"))
@@ -597,7 +628,7 @@ def _parse_slots(value: object) -> dict[str, Any]:
             clean["release_counter"] = _counter(slot["release_counter"], f"{where}.release_counter")
         if "sha256" in slot:
             sha = slot["sha256"]
-            if not isinstance(sha, str) or not _SHA256_RE.match(sha):
+            if not isinstance(sha, str) or not _SHA256_RE.fullmatch(sha):
                 raise BadRequestError(f"{where}.sha256 must be 64 lower-case hex digits")
             clean["sha256"] = sha
         slots[name] = clean

@@ -67,8 +67,10 @@ class Device(Base):
     device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     hardware_id: Mapped[str] = mapped_column(String(64))
     product: Mapped[str] = mapped_column(String(64), index=True)
-    #: Raw Ed25519 public key, hex.
-    public_key: Mapped[str] = mapped_column(String(64))
+    #: Raw Ed25519 public key, 64 lower-case hex digits. Unique (migration
+    #: 0002), revoked devices included: one extracted key must never speak for
+    #: two pumps, and the index decides concurrent enrollments (SRV-DEVICE-SPOOF).
+    public_key: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -28,7 +28,14 @@ from pumpguard.device_auth import (
 )
 from server_support import Pump, checkin_report, enroll
 from update_server.db import DeviceConnections, session_scope
-from update_server.device_auth import Enrollment, IdentityCache, prune_nonces
+from update_server.device_auth import (
+    DEVICE_ID_RE,
+    Enrollment,
+    IdentityCache,
+    prune_nonces,
+    validate_device_id,
+)
+from update_server.errors import BadRequestError
 from update_server.models import Device, DeviceNonce, utcnow
 
 
@@ -269,6 +276,22 @@ def test_request_signed_by_one_device_for_another_is_refused(
     r = signed_post(client, victim, victim.checkin_path, checkin_body(victim), key=pump.key)
     assert_refused(r, 401, "does not verify")
     assert device_row(app, victim.device_id).last_seen is None
+
+
+@pytest.mark.parametrize(
+    "device_id",
+    [
+        pytest.param("pump-0001\n", id="trailing-newline"),
+        pytest.param("p" * 128 + "\n", id="longest-id-then-newline"),
+    ],
+)
+def test_a_device_id_followed_by_a_newline_is_not_a_device_id(device_id: str) -> None:
+    # `$` matches before a final newline: such an id was enrolled, or on
+    # PostgreSQL overflowed its column. DEVICE_ID_RE is exported, so even a
+    # caller's .match must refuse it.
+    assert DEVICE_ID_RE.match(device_id) is None
+    with pytest.raises(BadRequestError, match="device_id"):
+        validate_device_id(device_id)
 
 
 def test_unknown_device_is_refused(client: FlaskClient) -> None:

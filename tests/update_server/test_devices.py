@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import stat
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import delete, event, func, select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.test import TestResponse
 
 from repo_support import PRODUCT, CliResult, RepoEnv
@@ -151,6 +153,11 @@ BAD_ENROLLMENTS: list[tuple[str, bytes | dict[str, Any], str]] = [
     ("key-not-hex", GOOD.enrollment(public_key="zz" * 32), "64 hex digits"),
     ("key-pem", GOOD.enrollment(public_key="-----BEGIN PUBLIC KEY-----"), "64 hex digits"),
     ("key-number", GOOD.enrollment(public_key=7), "64 hex digits"),
+    # `$` also matches before a final newline: these were stored (SQLite) or
+    # overflowed the column (PostgreSQL, a 500).
+    ("device-id-trailing-newline", GOOD.enrollment(device_id="pump-1\n"), "device_id"),
+    ("device-id-128-then-newline", GOOD.enrollment(device_id="p" * 128 + "\n"), "device_id"),
+    ("key-trailing-newline", GOOD.enrollment(public_key=GOOD.public_hex + "\n"), "64 hex digits"),
 ]
 
 
@@ -220,6 +227,155 @@ def test_duplicate_enrollment_is_a_conflict(
     assert twin.status_code == 409
     assert "already enrolled for device 'pump-0001'" in error_message(twin)
     assert count(app, Device) == 1
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        pytest.param(lambda k: k + "\n", id="trailing-newline"),
+        pytest.param(lambda k: k.upper() + "\n", id="upper-case-trailing-newline"),
+    ],
+)
+def test_a_second_spelling_of_an_enrolled_key_cannot_enroll_a_twin_pump(
+    client: FlaskClient,
+    app: Flask,
+    admin_headers: dict[str, str],
+    pump: Pump,
+    spelling: Callable[[str], str],
+) -> None:
+    # bytes.fromhex ignores the newline: a twin enrolled this way would let
+    # one extracted key speak for both pumps (SRV-DEVICE-SPOOF).
+    twin = Pump("pump-0002", key=pump.key)
+    r = client.post(
+        DEVICES, json=twin.enrollment(public_key=spelling(pump.public_hex)), headers=admin_headers
+    )
+    assert r.status_code == 400, r.json
+    assert "64 hex digits" in error_message(r)
+    assert count(app, Device) == 1
+    assert twin.checkin(client).status_code == 401
+
+
+def _commit_before_the_enrollment_insert(app: Flask, row: dict[str, Any]) -> Callable[..., None]:
+    """Commit ``row`` into devices just before the next enrollment inserts its own.
+
+    Both existence checks of the enrollment have then passed: only the
+    database's constraints can refuse the insert. Returns the listener, for
+    ``event.remove``.
+    """
+    engine = app.extensions["pumpguard.engine"]
+    done: list[bool] = []
+
+    def overtake(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if done or not statement.lstrip().upper().startswith("INSERT INTO DEVICES"):
+            return
+        done.append(True)
+        with session_scope(app.extensions["pumpguard.db"]) as s:
+            s.add(Device(hardware_id="rev-b", product=PRODUCT, status={}, **row))
+
+    event.listen(engine, "before_cursor_execute", overtake)
+    return overtake
+
+
+def test_an_enrollment_overtaken_by_a_committed_twin_is_a_conflict_naming_key_or_id(
+    client: FlaskClient, app: Flask, admin_headers: dict[str, str]
+) -> None:
+    pump = Pump("pump-0001")
+    cases = [
+        # Another device id with this pump's key: the unique index refuses it.
+        (
+            {"device_id": "pump-twin", "public_key": pump.public_hex},
+            "this public key is already enrolled for device 'pump-twin'",
+        ),
+        # This pump's id with another key: the primary key refuses it.
+        (
+            {"device_id": pump.device_id, "public_key": Pump("x").public_hex},
+            f"device {pump.device_id!r} is already enrolled",
+        ),
+    ]
+    engine = app.extensions["pumpguard.engine"]
+    for row, words in cases:
+        with session_scope(app.extensions["pumpguard.db"]) as s:
+            s.execute(delete(Device))
+        audited = count(app, AuditEntry)
+        overtake = _commit_before_the_enrollment_insert(app, row)
+        try:
+            r = client.post(DEVICES, json=pump.enrollment(), headers=admin_headers)
+        finally:
+            event.remove(engine, "before_cursor_execute", overtake)
+        assert r.status_code == 409, r.json
+        assert words in error_message(r)
+        assert count(app, Device) == 1
+        assert count(app, AuditEntry) == audited
+
+
+@pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)
+def test_concurrent_enrollments_of_one_key_under_two_ids_cannot_both_succeed(
+    app: Flask, admin_headers: dict[str, str]
+) -> None:
+    # Each request checks that no device has the key, then inserts. Both
+    # checks pass before either insert runs (the barrier holds both right
+    # there); the unique index on devices.public_key must refuse one insert.
+    # (Not later, e.g. in audit.append: with the index, the second insert
+    # waits for the first transaction, so it would never reach the barrier.)
+    key = Ed25519PrivateKey.generate()
+    pumps = [Pump("pump-0001", key=key), Pump("pump-0002", key=key)]
+    barrier = threading.Barrier(len(pumps), timeout=30)
+    engine = app.extensions["pumpguard.engine"]
+
+    def hold_the_insert(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO DEVICES"):
+            barrier.wait()
+
+    answers: dict[str, TestResponse] = {}
+
+    def enroll_one(p: Pump) -> None:
+        answers[p.device_id] = app.test_client().post(
+            DEVICES, json=p.enrollment(), headers=admin_headers
+        )
+
+    event.listen(engine, "before_cursor_execute", hold_the_insert)
+    try:
+        threads = [threading.Thread(target=enroll_one, args=(p,)) for p in pumps]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        event.remove(engine, "before_cursor_execute", hold_the_insert)
+    assert not barrier.broken, "the two enrollments did not both reach their insert"
+    statuses = sorted(r.status_code for r in answers.values())
+    assert statuses == [201, 409], {d: r.json for d, r in answers.items()}
+    refused = next(r for r in answers.values() if r.status_code == 409)
+    assert "this public key is already enrolled" in error_message(refused)
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        holders = s.execute(
+            select(Device.device_id).where(Device.public_key == pumps[0].public_hex)
+        )
+        assert len(holders.all()) == 1
+    assert [a.action for a in audit_entries(app)].count("device.enroll") == 1
+    for p in pumps:
+        expected = 200 if answers[p.device_id].status_code == 201 else 401
+        assert p.checkin(app.test_client()).status_code == expected
+
+
+def test_the_database_refuses_a_second_device_with_an_enrolled_key(app: Flask, pump: Pump) -> None:
+    # Whatever writes the row (the API, a script, a concurrent request).
+    with pytest.raises(IntegrityError), session_scope(app.extensions["pumpguard.db"]) as s:
+        s.add(
+            Device(
+                device_id="pump-0002",
+                hardware_id="rev-b",
+                product=PRODUCT,
+                public_key=pump.public_hex,
+                status={},
+            )
+        )
+    assert count(app, Device) == 1
+
+
+def audit_entries(app: Flask) -> list[AuditEntry]:
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        return list(s.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars())
 
 
 def test_revocation_is_audited_once_and_needs_operator(
@@ -384,6 +540,13 @@ def _update(**changes: Any) -> dict[str, Any]:
 
 
 NAIVE = "2026-01-01T00:00:00"
+# Valid times whose UTC form is outside the years 1-9999.
+EARLIEST_EAST = "0001-01-01T00:00:00+01:00"
+LATEST_WEST = "9999-12-31T23:59:59-01:00"
+
+
+def _since(at: str) -> dict[str, Any]:
+    return {"state": "idle", "since": at}
 
 
 BAD_CHECKINS: list[tuple[str, bytes | dict[str, Any], int, str]] = [
@@ -407,6 +570,8 @@ BAD_CHECKINS: list[tuple[str, bytes | dict[str, Any], int, str]] = [
     ("slot-bad-state", _report(slots={"a": {"state": "broken"}}), 400, "slots.a.state"),
     ("slot-missing-state", _report(slots={"a": {}}), 400, "lacks field(s): state"),
     ("slot-bad-sha256", _report(slots=_slot(sha256="AB" * 32)), 400, "sha256"),
+    ("slot-sha256-trailing-newline", _report(slots=_slot(sha256="ab" * 32 + "\n")), 400, "sha256"),
+    ("slot-name-trailing-newline", _report(slots={"a\n": {"state": "empty"}}), 400, "slot name"),
     ("slot-bad-version", _report(slots=_slot(version="x")), 400, "slots.a.version"),
     ("therapy-bad-state", _report(therapy={"state": "paused"}), 400, "therapy.state"),
     ("therapy-string", _report(therapy="idle"), 400, "therapy must be a JSON object"),
@@ -416,6 +581,8 @@ BAD_CHECKINS: list[tuple[str, bytes | dict[str, Any], int, str]] = [
     ("last-update-no-zone", _report(last_update=_update(at=NAIVE)), 400, "time zone"),
     ("last-update-long-error", _report(last_update=_update(error="e" * 513)), 400, "at most 512"),
     ("last-update-missing", _report(last_update={"result": "failed"}), 400, "lacks field(s)"),
+    ("therapy-since-year-0", _report(therapy=_since(EARLIEST_EAST)), 400, "therapy.since"),
+    ("last-update-year-10000", _report(last_update=_update(at=LATEST_WEST)), 400, "last_update.at"),
     ("last-update-list", _report(last_update=[]), 400, "last_update must be"),
     ("agent-state-unknown", _report(agent_state="hacking"), 400, "agent_state"),
     ("product-mismatch", _report(product="other-pump"), 409, "enrolled with 'sigma-spectrum'"),
@@ -510,6 +677,8 @@ BAD_EVENTS: list[tuple[str, Any, str]] = [
     ("detail-too-large", {"events": [_event(detail={"log": "x" * 3000})]}, "larger than 2048"),
     ("unknown-event-field", {"events": [_event(severity=1)]}, "unknown field(s): severity"),
     ("event-not-object", {"events": ["check"]}, "events[0] must be a JSON object"),
+    ("at-year-0", {"events": [_event(at=EARLIEST_EAST)]}, "events[0].at"),
+    ("at-year-10000", {"events": [_event(), _event(at=LATEST_WEST)]}, "events[1].at"),
 ]
 
 
