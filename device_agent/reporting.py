@@ -43,7 +43,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_EVENT_RE = re.compile(r"^(\d{12})\.json$")
+_EVENT_RE = re.compile(r"([0-9]{12})\.json", re.ASCII)
 _MAX_EVENTS_PER_POST = 100  # the server's MAX_EVENTS
 _MAX_OUTBOX = 1000
 _MAX_ANSWER = 64 * 1024
@@ -97,7 +97,7 @@ class Outbox:
 
     def _names(self) -> list[str]:
         try:
-            names = [p.name for p in self.dir.iterdir() if _EVENT_RE.match(p.name)]
+            names = [p.name for p in self.dir.iterdir() if _EVENT_RE.fullmatch(p.name)]
         except FileNotFoundError:
             return []
         return sorted(names)

@@ -35,7 +35,8 @@ __all__ = [
     "read_public_key",
 ]
 
-_HEX64_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+# fullmatch, ASCII: "$" would accept a trailing newline.
+_HEX64_RE = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
 _MAX_KEY_FILE = 16 * 1024
 
 
@@ -65,7 +66,7 @@ def read_public_key(value: str) -> str:
     Raises:
         ConfigError: ``value`` is none of these.
     """
-    if _HEX64_RE.match(value):
+    if _HEX64_RE.fullmatch(value):
         return value.lower()
     path = Path(value)
     try:
@@ -78,7 +79,7 @@ def read_public_key(value: str) -> str:
     if len(data) > _MAX_KEY_FILE:
         raise ConfigError(f"{path} is too large to be a public key")
     text = data.decode("ascii", errors="replace").strip()
-    if _HEX64_RE.match(text):
+    if _HEX64_RE.fullmatch(text):
         return text.lower()
     try:
         key = serialization.load_pem_public_key(data)
