@@ -10,6 +10,7 @@ signature, a timestamp outside its clock-skew window and a nonce it has seen
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ __all__ = [
     "HEADER_NONCE",
     "HEADER_SIGNATURE",
     "HEADER_TIMESTAMP",
+    "MAX_TIMESTAMP",
     "DeviceAuthError",
     "canonical_request",
     "sign_request",
@@ -35,6 +37,15 @@ HEADER_TIMESTAMP = "X-Pumpguard-Timestamp"
 HEADER_NONCE = "X-Pumpguard-Nonce"
 HEADER_SIGNATURE = "X-Pumpguard-Signature"
 _SCHEME = b"pumpguard-device-request-v1"
+#: The latest timestamp a request may carry: 9999-12-31T23:59:59Z, the last
+#: second a :class:`datetime.datetime` can hold. Any accepted timestamp is
+#: exact as a float (below 2**53) and converts to a datetime, so no check on
+#: it can overflow; no real clock is anywhere near it.
+MAX_TIMESTAMP = 253_402_300_799
+# Whole seconds as sign_request writes them: ASCII digits, no sign, no
+# spaces, no leading zero (int() also takes "+5", " 5", "5_0" and the
+# digits of other scripts).
+_TIMESTAMP_RE = re.compile(r"0|[1-9][0-9]{0,11}")
 
 
 class DeviceAuthError(PumpguardError):
@@ -107,11 +118,17 @@ def verify_request_signature(
         values[name] = value
     if values[HEADER_DEVICE] != device_id:
         raise DeviceAuthError(f"the request is signed for device {values[HEADER_DEVICE]!r}")
+    raw_timestamp = values[HEADER_TIMESTAMP]
+    if not _TIMESTAMP_RE.fullmatch(raw_timestamp) or int(raw_timestamp) > MAX_TIMESTAMP:
+        raise DeviceAuthError(
+            f"the {HEADER_TIMESTAMP} header is malformed: it must be whole seconds since"
+            f" 1970 in ASCII digits, at most {MAX_TIMESTAMP}"
+        )
+    timestamp = int(raw_timestamp)
     try:
-        timestamp = int(values[HEADER_TIMESTAMP])
         signature = bytes.fromhex(values[HEADER_SIGNATURE])
     except ValueError as e:
-        raise DeviceAuthError("the timestamp or signature header is malformed") from e
+        raise DeviceAuthError(f"the {HEADER_SIGNATURE} header is malformed: not hex") from e
     nonce = values[HEADER_NONCE]
     if not 16 <= len(nonce) <= 64 or not nonce.isascii() or not nonce.isalnum():
         raise DeviceAuthError("the nonce must be 16-64 ASCII letters or digits")

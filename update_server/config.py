@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -14,6 +15,24 @@ from pumpguard.errors import ConfigError
 __all__ = ["CONFIG_NAME", "ServerConfig", "load_config"]
 
 CONFIG_NAME = "server.toml"
+
+#: Longest refresh_interval (s): a day, the default lifetime of timestamp.json;
+#: a scheduler ticking less often cannot keep it fresh (with the default
+#: policy, at most its 12 h refresh window keeps it fresh). Far below the
+#: longest wait :mod:`threading` takes (``threading.TIMEOUT_MAX``).
+MAX_REFRESH_INTERVAL = 86400.0
+
+# Largest value of each integer setting, and why:
+_INT_LIMITS = {
+    # A day: pumps clamp the interval they are told to at most 86400 s.
+    "poll_interval": 86400,
+    # 64 GiB: firmware bundles are megabytes; the default is 2 GiB and a
+    # larger limit is no limit on the upload spool in the data folder.
+    "max_bundle_bytes": 64 << 30,
+    # A day: the replay window (nonces are kept 2 * clock_skew); beyond it a
+    # captured request stays replayable for days and the nonce table grows.
+    "clock_skew": 86400,
+}
 
 
 @dataclass(frozen=True)
@@ -53,12 +72,25 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'server.db'}")
-        for name in ("poll_interval", "max_bundle_bytes", "clock_skew"):
+        for name, most in _INT_LIMITS.items():
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, not {value!r}")
-        if not isinstance(self.refresh_interval, int | float) or self.refresh_interval < 0:
-            raise ConfigError("refresh_interval must be a number of seconds >= 0")
+            if value > most:
+                raise ConfigError(f"{name} must be at most {most}, not {value!r}")
+        value = self.refresh_interval
+        # NaN would silently stop the scheduler (every comparison with it is
+        # false) and inf would kill its thread (Event.wait overflows).
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or not 0 <= value <= MAX_REFRESH_INTERVAL
+        ):
+            raise ConfigError(
+                f"refresh_interval must be a number of seconds from 0 to {MAX_REFRESH_INTERVAL:g},"
+                f" not {value!r}"
+            )
 
     @property
     def repo_dir(self) -> Path:
