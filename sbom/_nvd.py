@@ -18,7 +18,8 @@ from sbom.errors import FeedError
 
 __all__ = ["is_nvd_feed", "parse_nvd_feed"]
 
-# Preferred CVSS metrics, newest first; NVD's own ("Primary") before others.
+# CVSS metrics, newest first. The highest base score of all of them is taken;
+# on a tie, the newer version, then NVD's own ("Primary") entry.
 _METRICS = ("cvssMetricV40", "cvssMetricV31", "cvssMetricV30", "cvssMetricV2")
 _BOUNDS = (
     ("versionStartIncluding", "start_including"),
@@ -37,7 +38,7 @@ def is_nvd_feed(doc: object) -> TypeGuard[dict[str, Any]]:
     )
 
 
-def parse_nvd_feed(doc: object, where: str) -> tuple[str | None, list[Advisory]]:
+def parse_nvd_feed(doc: object, where: str) -> tuple[str | None, list[Advisory], list[str]]:
     """Parse an NVD CVE JSON 2.0 feed.
 
     Args:
@@ -46,8 +47,10 @@ def parse_nvd_feed(doc: object, where: str) -> tuple[str | None, list[Advisory]]
         where: The file name, for error messages.
 
     Returns:
-        The feed's timestamp (or ``None``) and one advisory per CVE. Rejected
-        CVEs (``vulnStatus`` ``Rejected``) are left out.
+        The feed's timestamp (or ``None``), one advisory per CVE, and the ids
+        of the rejected CVEs (``vulnStatus`` ``Rejected``), which are not
+        advisories: the importer removes them from the store (a CVE rejected
+        after an earlier import, as the ``modified`` feed reports it).
 
     Raises:
         FeedError: ``doc`` is not such a feed or a record is malformed; the
@@ -59,14 +62,18 @@ def parse_nvd_feed(doc: object, where: str) -> tuple[str | None, list[Advisory]]
     if version is not None and version != "2.0":
         raise FeedError(f"{where}: NVD feed version {version!r}, pumpguard reads '2.0'")
     advisories: list[Advisory] = []
+    rejected: list[str] = []
     for i, item in enumerate(doc["vulnerabilities"]):
         if not isinstance(item, dict) or not isinstance(item.get("cve"), dict):
             raise FeedError(f"{where}: vulnerabilities[{i}] must be an object with 'cve'")
-        advisory = _parse_cve(item["cve"], f"{where}: vulnerabilities[{i}]")
+        cve = item["cve"]
+        advisory = _parse_cve(cve, f"{where}: vulnerabilities[{i}]")
         if advisory is not None:
             advisories.append(advisory)
+        else:
+            rejected.append(cve["id"])
     timestamp = doc.get("timestamp")
-    return (timestamp if isinstance(timestamp, str) else None), advisories
+    return (timestamp if isinstance(timestamp, str) else None), advisories, rejected
 
 
 def _parse_cve(cve: dict[str, Any], where: str) -> Advisory | None:
@@ -102,18 +109,23 @@ def _description(descriptions: object, where: str) -> str:
 
 
 def _metrics(metrics: object, where: str) -> tuple[float | None, str | None]:
+    """The highest CVSS base score of every metric (any version, any source).
+
+    On a tie the newer CVSS version wins, then NVD's own (``Primary``) entry;
+    the vector returned is the one of the chosen entry.
+    """
     if not isinstance(metrics, dict):
         raise FeedError(f"{where}: metrics must be an object")
-    for key in _METRICS:
+    best: tuple[float, int, bool, str | None] | None = None
+    for rank, key in enumerate(reversed(_METRICS)):
         entries = metrics.get(key)
         if not entries:
             continue
         if not isinstance(entries, list):
             raise FeedError(f"{where}: metrics.{key} must be an array")
-        ordered = sorted(
-            (e for e in entries if isinstance(e, dict)), key=lambda e: e.get("type") != "Primary"
-        )
-        for entry in ordered:
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
             data = entry.get("cvssData")
             if not isinstance(data, dict):
                 raise FeedError(f"{where}: metrics.{key}[].cvssData must be an object")
@@ -123,8 +135,17 @@ def _metrics(metrics: object, where: str) -> tuple[float | None, str | None]:
                 raise FeedError(f"{where}: metrics.{key}[].cvssData.baseScore must be a number")
             if not 0 <= score <= 10:
                 raise FeedError(f"{where}: metrics.{key}[].cvssData.baseScore is out of range")
-            return float(score), vector if isinstance(vector, str) else None
-    return None, None
+            candidate = (
+                float(score),
+                rank,
+                entry.get("type") == "Primary",
+                vector if isinstance(vector, str) else None,
+            )
+            if best is None or candidate[:3] > best[:3]:
+                best = candidate
+    if best is None:
+        return None, None
+    return best[0], best[3]
 
 
 def _cpe_ranges(configurations: object, where: str) -> list[CpeRange]:

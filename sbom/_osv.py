@@ -45,7 +45,10 @@ def parse_osv(doc: object, where: str) -> Advisory:
     Returns:
         The advisory. ``GIT`` ranges are kept but never match a version (they
         need the repository's history); OSV lists the versions they cover in
-        ``versions``, which do match.
+        ``versions``, which do match. ``upstream`` (the ids a Debian or Ubuntu
+        record is derived from, its CVE) is kept beside ``aliases``. A record
+        with ``withdrawn`` set comes back with :attr:`Advisory.withdrawn`: the
+        importer removes it instead of storing it.
 
     Raises:
         FeedError: ``doc`` is not an OSV record; the message names the field.
@@ -55,6 +58,10 @@ def parse_osv(doc: object, where: str) -> Advisory:
     record_id = _str(doc["id"], where, "id")
     where = f"{where}: {record_id}"
     aliases = tuple(_str(a, where, "aliases[]") for a in _list(doc, "aliases", where))
+    upstream = tuple(_str(u, where, "upstream[]") for u in _list(doc, "upstream", where))
+    withdrawn = doc.get("withdrawn")
+    if withdrawn is not None:
+        withdrawn = _str(withdrawn, where, "withdrawn")
     packages = tuple(
         _parse_affected(entry, f"{where}: affected[{i}]")
         for i, entry in enumerate(_list(doc, "affected", where))
@@ -67,6 +74,7 @@ def parse_osv(doc: object, where: str) -> Advisory:
         source="osv",
         id=record_id,
         aliases=aliases,
+        upstream=tuple(u for u in dict.fromkeys(upstream) if u != record_id and u not in aliases),
         summary=summary.strip().splitlines()[0] if summary.strip() else "",
         published=doc.get("published") if isinstance(doc.get("published"), str) else None,
         modified=doc.get("modified") if isinstance(doc.get("modified"), str) else None,
@@ -74,6 +82,7 @@ def parse_osv(doc: object, where: str) -> Advisory:
         cvss_vector=vector,
         severity=_severity_label(doc, score),
         packages=tuple(p for p in packages if p is not None),
+        withdrawn=withdrawn,
     )
 
 

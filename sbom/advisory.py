@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["Advisory", "CpeRange", "KevEntry", "OsvRange", "PackageRange"]
+__all__ = ["Advisory", "CpeRange", "KevEntry", "OsvRange", "PackageRange", "cvss_version"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +83,8 @@ class Advisory:
         source: ``osv`` or ``nvd``.
         id: The record's id, e.g. ``GHSA-qppj-fm5r-hxr3`` or ``CVE-2018-25032``.
         aliases: Other ids of the same vulnerability (OSV ``aliases``).
+        upstream: Ids of the vulnerability this advisory is derived from (OSV
+            ``upstream``): a Debian or Ubuntu record names its CVE there.
         summary: One line (or the first description), may be empty.
         published: Publication time as the feed writes it, or ``None``.
         modified: Last modification time as the feed writes it, or ``None``.
@@ -92,11 +94,14 @@ class Advisory:
             ``unknown``.
         packages: Affected packages (OSV).
         cpes: Affected CPEs (NVD).
+        withdrawn: When an OSV record was withdrawn, or ``None``. A withdrawn
+            record is never stored: importing it removes the stored one.
     """
 
     source: str
     id: str
     aliases: tuple[str, ...] = ()
+    upstream: tuple[str, ...] = ()
     summary: str = ""
     published: str | None = None
     modified: str | None = None
@@ -105,14 +110,38 @@ class Advisory:
     severity: str = "unknown"
     packages: tuple[PackageRange, ...] = ()
     cpes: tuple[CpeRange, ...] = ()
+    withdrawn: str | None = None
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Every id of the vulnerability: the record's, its aliases and upstream ids."""
+        return tuple(dict.fromkeys((self.id, *self.aliases, *self.upstream)))
 
     @property
     def cve_id(self) -> str | None:
-        """The CVE id of the vulnerability: the record's id or a CVE alias."""
-        for candidate in (self.id, *self.aliases):
+        """The CVE id of the vulnerability: the record's id, a CVE alias or upstream id."""
+        for candidate in self.ids:
             if candidate.startswith("CVE-"):
                 return candidate
         return None
+
+    @property
+    def cvss_version(self) -> str | None:
+        """The CVSS version of :attr:`cvss_vector` (``4.0``, ``3.1``, ``3.0``, ``2.0``)."""
+        return cvss_version(self.cvss_vector)
+
+
+def cvss_version(vector: str | None) -> str | None:
+    """The CVSS version a vector string is written in, or ``None`` without a vector.
+
+    CVSS 3.x and 4.0 vectors name their version (``CVSS:3.1/...``); a CVSS 2.0
+    vector (``AV:N/AC:L/Au:N/...``) does not.
+    """
+    if not vector:
+        return None
+    if vector.startswith("CVSS:"):
+        return vector[5:].partition("/")[0] or None
+    return "2.0"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,11 +2,17 @@
 
 A component is matched by its package URL against OSV records (``SEMVER`` and
 ``ECOSYSTEM`` ranges and listed versions) and by its CPE against NVD
-configurations (exact versions and ``versionStart/End`` bounds). Advisories
-about the same vulnerability (an OSV record whose alias is the CVE an NVD
-record describes) become one finding. Each finding carries its severity, its
-KEV status, the versions that fix it and the manufacturer's latest VEX
-analysis; a finding without one needs triage.
+configurations (exact versions and ``versionStart/End`` bounds). A component
+whose package URL no advisory source covers (``pkg:github``, ``pkg:generic``,
+``pkg:rpm``, a ``deb`` purl of a distribution OSV does not publish) and that
+has no CPE is *not checked*, with the reason. A distribution package is
+matched only against the affected entries of its own release (the purl's
+``distro`` qualifier); when its release is not known, every release's entries
+are tried and the finding says so. Advisories about the same vulnerability
+(an OSV record whose alias or ``upstream`` id is the CVE an NVD record
+describes) become one finding. Each finding carries its severity, its KEV
+status, the versions that fix it and the manufacturer's latest VEX analysis; a
+finding without one needs triage.
 
 The advisories come from an :class:`AdvisorySource` (the store implements it);
 this module only decides.
@@ -20,8 +26,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from sbom._cpe import parse_cpe
-from sbom._purl import purl_keys
-from sbom.advisory import Advisory, CpeRange, KevEntry, OsvRange, PackageRange
+from sbom._purl import PurlKeys, ecosystem_release, purl_keys
+from sbom.advisory import Advisory, CpeRange, KevEntry, OsvRange, PackageRange, cvss_version
 from sbom.model import SbomComponent, component_identity
 from sbom.versions import Scheme, compare, scheme_for_ecosystem
 from sbom.vex import Analysis
@@ -59,6 +65,10 @@ class AdvisorySource(Protocol):
         """KEV entries of those ids in the catalog."""
         ...  # pragma: no cover
 
+    def nvd(self, cve_ids: Iterable[str]) -> dict[str, Advisory]:
+        """NVD records of those CVE ids the source holds."""
+        ...  # pragma: no cover
+
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
@@ -69,7 +79,9 @@ class Finding:
         aliases: The other ids of the advisories it came from.
         component: The affected component.
         matched_by: ``purl`` and/or ``cpe``.
-        sources: ``source:id`` of each advisory, e.g. ``nvd:CVE-2018-25032``.
+        sources: ``source:id`` of each advisory, e.g. ``nvd:CVE-2018-25032``;
+            the NVD record of the finding's CVE is one of them when the store
+            holds it, even if only the purl matched.
         summary: One line describing the vulnerability.
         cvss_score: The highest CVSS base score of the advisories, or ``None``.
         cvss_vector: The vector of that score, or ``None``.
@@ -77,6 +89,8 @@ class Finding:
         fixed_versions: Versions the advisories say fix it.
         kev: The KEV entry when the vulnerability is known to be exploited.
         analysis: The latest VEX analysis, or ``None``.
+        notes: What the reviewer must know about the match, e.g. that the
+            component's distribution release is not known.
     """
 
     vuln_id: str
@@ -91,6 +105,12 @@ class Finding:
     fixed_versions: tuple[str, ...]
     kev: KevEntry | None = None
     analysis: Analysis | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def cvss_version(self) -> str | None:
+        """The CVSS version of :attr:`cvss_vector`, or ``None``."""
+        return cvss_version(self.cvss_vector)
 
     @property
     def needs_triage(self) -> bool:
@@ -128,10 +148,12 @@ class Finding:
             "severity": self.severity,
             "cvss_score": self.cvss_score,
             "cvss_vector": self.cvss_vector,
+            "cvss_version": self.cvss_version,
             "fixed_versions": list(self.fixed_versions),
             "kev": dataclasses.asdict(self.kev) if self.kev else None,
             "analysis": analysis,
             "needs_triage": self.needs_triage,
+            "notes": list(self.notes),
         }
 
 
@@ -142,13 +164,21 @@ class AuditResult:
     Attributes:
         findings: Sorted by :meth:`Finding.sort_key`.
         components: How many components were audited.
-        unidentified: Components with neither a usable package URL nor a CPE,
-            which no advisory can match: a reviewer must know they were not checked.
+        unidentified: Components no advisory can match (no CPE, and no
+            package URL with a version that an advisory source covers): a
+            reviewer must know they were not checked.
+        reasons: Why, one per entry of ``unidentified``.
     """
 
     findings: tuple[Finding, ...]
     components: int
     unidentified: tuple[SbomComponent, ...]
+    reasons: tuple[str, ...] = ()
+
+    def not_checked(self) -> list[tuple[SbomComponent, str]]:
+        """``(component, reason)`` of each component that was not checked."""
+        reasons = self.reasons + ("not checked",) * (len(self.unidentified) - len(self.reasons))
+        return list(zip(self.unidentified, reasons, strict=True))
 
     @property
     def needs_triage(self) -> tuple[Finding, ...]:
@@ -249,6 +279,7 @@ class _Match:
     advisory: Advisory
     via: str
     fixed: list[str]
+    note: str | None = None
 
 
 def audit(
@@ -267,40 +298,48 @@ def audit(
             (:func:`sbom.model.component_identity`).
 
     Returns:
-        The findings, sorted, and the components no advisory could be matched to.
+        The findings, sorted, and the components no advisory could be matched
+        to, with the reason.
     """
     latest: dict[tuple[str, str, str], Analysis] = {}
     for analysis in analyses:
         latest[analysis.key] = analysis
     findings: list[Finding] = []
     unidentified: list[SbomComponent] = []
+    reasons: list[str] = []
     for component in components:
-        matches, identified = _matches(component, source)
-        if not identified:
+        matches, unchecked = _matches(component, source)
+        if unchecked is not None:
             unidentified.append(component)
+            reasons.append(unchecked)
         findings.extend(_findings(component, matches, source, latest))
     findings.sort(key=Finding.sort_key)
-    return AuditResult(tuple(findings), len(components), tuple(unidentified))
+    return AuditResult(tuple(findings), len(components), tuple(unidentified), tuple(reasons))
 
 
-def _matches(component: SbomComponent, source: AdvisorySource) -> tuple[list[_Match], bool]:
+def _matches(component: SbomComponent, source: AdvisorySource) -> tuple[list[_Match], str | None]:
+    """The component's matches, and why it was not checked (``None`` if it was)."""
     matches: list[_Match] = []
     identified = False
+    problems: list[str] = []
     keys = purl_keys(component.purl) if component.purl else None
     version = (keys.version if keys else None) or component.version
-    if keys is not None and version:
+    if component.purl and keys is None:
+        problems.append("its purl does not parse")
+    elif keys is not None and keys.uncovered is not None:
+        problems.append(keys.uncovered)
+    elif keys is not None and not version:
+        problems.append("its purl has no version, nor has the component")
+    elif keys is not None and version:
         identified = True
-        seen: set[tuple[str, str]] = set()
-        for ecosystem, name in keys.keys:
-            for advisory, package in source.packages(ecosystem, name):
-                if (advisory.source, advisory.id) in seen or not osv_affects(version, package):
-                    continue
-                seen.add((advisory.source, advisory.id))
-                fixed = [v for r in package.ranges for kind, v in r.events if kind == "fixed"]
-                matches.append(_Match(advisory, "purl", fixed))
+        matches += _purl_matches(keys, version, source)
     cpe = parse_cpe(component.cpe) if component.cpe else None
     cpe_version = cpe.version if cpe and cpe.version not in ("*", "-") else component.version
-    if cpe is not None and cpe_version:
+    if component.cpe and cpe is None:
+        problems.append("its CPE does not parse")
+    elif cpe is not None and not cpe_version:
+        problems.append("its CPE has no version, nor has the component")
+    elif cpe is not None and cpe_version:
         identified = True
         seen_cpe: set[str] = set()
         for advisory, cpe_range in source.cpes(cpe.vendor, cpe.product):
@@ -311,7 +350,55 @@ def _matches(component: SbomComponent, source: AdvisorySource) -> tuple[list[_Ma
             seen_cpe.add(advisory.id)
             fixed = [cpe_range.end_excluding] if cpe_range.end_excluding else []
             matches.append(_Match(advisory, "cpe", fixed))
-    return matches, identified
+    if identified:
+        return matches, None
+    return matches, "; ".join(problems) or "no purl or CPE"
+
+
+def _purl_matches(keys: PurlKeys, version: str, source: AdvisorySource) -> list[_Match]:
+    # Every affected entry of each advisory under the purl's keys, except those
+    # of another release than the component's (Debian:12 for a debian-11 package).
+    entries: dict[tuple[str, str], tuple[Advisory, list[PackageRange]]] = {}
+    for ecosystem, name in keys.keys:
+        for advisory, package in source.packages(ecosystem, name):
+            # Releases only matter to distribution packages (deb, apk).
+            release = ecosystem_release(package.ecosystem) if keys.distro else None
+            if release is not None and keys.release is not None and release != keys.release:
+                continue
+            entry = entries.setdefault((advisory.source, advisory.id), (advisory, []))
+            entry[1].append(package)
+    matches: list[_Match] = []
+    for advisory, packages in entries.values():
+        hits = [p for p in packages if osv_affects(version, p)]
+        if not hits:
+            continue
+        fixed = [v for p in hits for r in p.ranges for kind, v in r.events if kind == "fixed"]
+        matches.append(_Match(advisory, "purl", fixed, _release_note(keys, packages, hits)))
+    return matches
+
+
+def _release_note(
+    keys: PurlKeys, packages: list[PackageRange], hits: list[PackageRange]
+) -> str | None:
+    """Say so when the entries of several releases were tried for want of the component's."""
+    if keys.release is not None or keys.distro is None:
+        return None
+    releases = sorted({p.ecosystem for p in packages if ecosystem_release(p.ecosystem)})
+    if not releases:
+        return None
+    why = (
+        f"its distro qualifier {keys.distro_qualifier!r} names no release the advisories know"
+        if keys.distro_qualifier
+        else "its purl has no distro qualifier"
+    )
+    affected = sorted({p.ecosystem for p in hits if ecosystem_release(p.ecosystem)})
+    others = [r for r in releases if r not in affected]
+    parts = ([f"affected as {', '.join(affected)}"] if affected else []) + (
+        [f"not as {', '.join(others)}"] if others else []
+    )
+    return f"the component's {keys.distro} release could not be determined ({why}): " + ", ".join(
+        parts
+    )
 
 
 def _findings(
@@ -320,10 +407,10 @@ def _findings(
     source: AdvisorySource,
     latest: dict[tuple[str, str, str], Analysis],
 ) -> list[Finding]:
-    # Advisories sharing an id or alias describe one vulnerability.
+    # Advisories sharing an id, alias or upstream id describe one vulnerability.
     groups: list[tuple[set[str], list[_Match]]] = []
     for match in matches:
-        ids = {match.advisory.id, *match.advisory.aliases}
+        ids = set(match.advisory.ids)
         joined = [g for g in groups if g[0] & ids]
         merged_ids, merged = set(ids), [match]
         for g in joined:
@@ -333,18 +420,25 @@ def _findings(
         groups.append((merged_ids, merged))
     if not groups:
         return []
-    all_ids = {i for ids, _ in groups for i in ids}
-    kev = source.kev(i for i in all_ids if i.startswith("CVE-"))
+    all_cves = {i for ids, _ in groups for i in ids if i.startswith("CVE-")}
+    kev = source.kev(all_cves)
+    # The NVD record of a CVE matched only through OSV (a Debian record naming
+    # it upstream) still gives the finding its NVD severity.
+    matched_nvd = {
+        m.advisory.id for _, group in groups for m in group if m.advisory.source == "nvd"
+    }
+    nvd = source.nvd(all_cves - matched_nvd) if all_cves - matched_nvd else {}
     identity, hashes = component_identity(component)
     result: list[Finding] = []
     for ids, group in groups:
         cves = sorted(i for i in ids if i.startswith("CVE-"))
         vuln_id = cves[0] if cves else sorted(ids)[0]
-        scored = [m.advisory for m in group if m.advisory.cvss_score is not None]
-        best = max(scored, key=lambda a: a.cvss_score or 0.0) if scored else group[0].advisory
+        advisories = [m.advisory for m in group] + [nvd[c] for c in cves if c in nvd]
+        scored = [a for a in advisories if a.cvss_score is not None]
+        best = max(scored, key=lambda a: a.cvss_score or 0.0) if scored else advisories[0]
         severity = best.severity
         if not scored:  # a qualitative severity (GitHub's) is better than none
-            severity = min((m.advisory.severity for m in group), key=SEVERITIES.index)
+            severity = min((a.severity for a in advisories), key=SEVERITIES.index)
         analysis = next(
             (
                 latest[(i, identity, hashes)]
@@ -359,14 +453,15 @@ def _findings(
                 aliases=tuple(sorted(ids - {vuln_id})),
                 component=component,
                 matched_by=tuple(sorted({m.via for m in group})),
-                sources=tuple(sorted({f"{m.advisory.source}:{m.advisory.id}" for m in group})),
-                summary=next((m.advisory.summary for m in group if m.advisory.summary), ""),
+                sources=tuple(sorted({f"{a.source}:{a.id}" for a in advisories})),
+                summary=next((a.summary for a in advisories if a.summary), ""),
                 cvss_score=best.cvss_score,
                 cvss_vector=best.cvss_vector,
                 severity=severity,
                 fixed_versions=tuple(dict.fromkeys(v for m in group for v in m.fixed)),
                 kev=next((kev[c] for c in cves if c in kev), None),
                 analysis=analysis,
+                notes=tuple(dict.fromkeys(m.note for m in group if m.note)),
             )
         )
     return result

@@ -435,8 +435,8 @@ def audit(
                 "summary": {"components": result.components, **result.counts()},
                 "findings": [f.to_json() for f in result.findings],
                 "unidentified": [
-                    {"bom-ref": c.bom_ref, "name": c.name, "version": c.version}
-                    for c in result.unidentified
+                    {"bom-ref": c.bom_ref, "name": c.name, "version": c.version, "reason": why}
+                    for c, why in result.not_checked()
                 ],
                 "fail_on": fail_on,
                 "failing": len(failing),
@@ -465,9 +465,10 @@ def _print_audit(file: Path, result: Any, html_out: Path | None) -> None:
             f"  {f.severity.upper()}{score}{kev} {f.vuln_id} in {f.component.label}:{fixed} "
             f"[{state}]"
         )
-    if result.unidentified:
-        names = ", ".join(c.label for c in result.unidentified)
-        click.echo(f"  not checked (no purl or CPE): {names}")
+        for note in f.notes:
+            click.echo(f"    note: {note}")
+    for c, why in result.not_checked():
+        click.echo(f"  not checked: {c.label}: {why}")
     if html_out is not None:
         click.echo(f"wrote {html_out}")
 
@@ -934,9 +935,10 @@ def vulndb_import(paths: tuple[Path, ...], db_path: Path, kind: str, as_json: bo
                 record = db.import_feed(feed, progress=tick)
             records.append(record)
             if not as_json:
+                removed = f", {record.removed} withdrawn or rejected" if record.removed else ""
                 click.echo(
                     f"imported {record.source} {path}: {record.advisories} advisories, "
-                    f"{record.kev_entries} KEV entries (sha256 {record.sha256})"
+                    f"{record.kev_entries} KEV entries{removed} (sha256 {record.sha256})"
                 )
     if as_json:
         _echo_json([r.to_json() for r in records])
@@ -950,16 +952,26 @@ def vulndb_status(db_path: Path, as_json: bool) -> None:
     from sbom.vulndb import VulnDb
 
     with VulnDb.open(db_path, readonly=True) as db:
-        counts, imports = db.counts(), db.imports()
+        counts, imports, pending = db.counts(), db.imports(), db.pending_reimports()
     if as_json:
         _echo_json(
-            {"file": str(db_path), "counts": counts, "imports": [r.to_json() for r in imports]}
+            {
+                "file": str(db_path),
+                "counts": counts,
+                "imports": [r.to_json() for r in imports],
+                "pending_reimports": pending,
+            }
         )
         return
     click.echo(
         f"{db_path}: {counts['osv']} OSV advisories, {counts['nvd']} NVD CVEs, "
         f"{counts['kev']} KEV entries, {counts['vex_analyses']} VEX statements"
     )
+    for source, since in sorted(pending.items()):
+        click.echo(
+            f"  re-import needed: the {source.upper()} advisories were removed by the store "
+            f"upgrade of {since}; audits refuse to run until they are imported again"
+        )
     for r in imports:
         click.echo(
             f"  {r.imported_at} {r.source} {r.name}: {r.advisories} advisories, "

@@ -54,6 +54,8 @@ class Feed:
         advisories: OSV records or NVD CVEs.
         kev: KEV catalog entries.
         feed_version: The feed's own timestamp or catalog version, if any.
+        removed: Ids of withdrawn OSV records or rejected CVEs: the import
+            removes any advisory of this source stored under one of them.
     """
 
     kind: str
@@ -62,6 +64,18 @@ class Feed:
     advisories: tuple[Advisory, ...] = ()
     kev: tuple[KevEntry, ...] = ()
     feed_version: str | None = None
+    removed: tuple[str, ...] = ()
+
+
+def _osv_feed(name: str, digest: str, records: list[Advisory]) -> Feed:
+    """An OSV feed: withdrawn records become ids to remove, not advisories."""
+    return Feed(
+        "osv",
+        name,
+        digest,
+        advisories=tuple(a for a in records if a.withdrawn is None),
+        removed=tuple(dict.fromkeys(a.id for a in records if a.withdrawn is not None)),
+    )
 
 
 def read_feed(path: Path, kind: str = "auto", progress: Progress | None = None) -> Feed:
@@ -88,12 +102,12 @@ def read_feed(path: Path, kind: str = "auto", progress: Progress | None = None) 
     if path.is_dir():
         _expect(kind, "osv", path, "an OSV folder")
         digest, advisories = _read_osv_folder(path, tick)
-        return Feed("osv", str(path), digest, advisories=tuple(advisories))
+        return _osv_feed(str(path), digest, advisories)
     data = _read_file(path)
     digest = hashlib.sha256(data).hexdigest()
     if data[:4] == b"PK\x03\x04" or path.suffix.lower() == ".zip":
         _expect(kind, "osv", path, "a zip of OSV records")
-        return Feed("osv", str(path), digest, advisories=tuple(_read_osv_zip(data, path, tick)))
+        return _osv_feed(str(path), digest, _read_osv_zip(data, path, tick))
     if data[:2] == b"\x1f\x8b":
         data = _gunzip(data, path)
     doc = _parse_json(data, str(path))
@@ -102,14 +116,21 @@ def read_feed(path: Path, kind: str = "auto", progress: Progress | None = None) 
         tick(len(entries))
         return Feed("kev", str(path), digest, kev=tuple(entries), feed_version=version)
     if is_nvd_feed(doc) and kind in ("auto", "nvd"):
-        timestamp, advisories = parse_nvd_feed(doc, str(path))
+        timestamp, advisories, rejected = parse_nvd_feed(doc, str(path))
         tick(len(advisories))
-        return Feed("nvd", str(path), digest, advisories=tuple(advisories), feed_version=timestamp)
+        return Feed(
+            "nvd",
+            str(path),
+            digest,
+            advisories=tuple(advisories),
+            feed_version=timestamp,
+            removed=tuple(dict.fromkeys(rejected)),
+        )
     if kind in ("auto", "osv") and (is_osv_record(doc) or isinstance(doc, list)):
         records = doc if isinstance(doc, list) else [doc]
         advisories = [parse_osv(r, f"{path}[{i}]") for i, r in enumerate(records)]
         tick(len(advisories))
-        return Feed("osv", str(path), digest, advisories=tuple(advisories))
+        return _osv_feed(str(path), digest, advisories)
     expected = "an OSV record, an NVD CVE JSON 2.0 feed or the CISA KEV catalog"
     if kind != "auto":
         expected = {"osv": "an OSV record", "nvd": "an NVD CVE JSON 2.0 feed"}.get(

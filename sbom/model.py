@@ -82,19 +82,29 @@ def component_identity(component: SbomComponent) -> tuple[str, str]:
 
     A VEX analysis recorded for a component applies to a component of another
     SBOM (for instance the next release's) when both identities are equal: the
-    same package URL (which includes the version) or, without one, the same
-    name and version; and the same hashes.
+    same package URL with its version or, without one, the same name and
+    version; and the same hashes. A package URL without a version
+    (``pkg:generic/zlib``) takes the component's version
+    (``pkg:generic/zlib@1.2.11``), so that zlib 1.2.12 is not "the same
+    component" as zlib 1.2.11.
 
     Returns:
-        ``(identity, hashes)``: the canonical purl or ``name@version``, and the
-        sorted ``ALG:content`` hashes joined by commas (empty if none).
+        ``(identity, hashes)``: the canonical purl (with a version when the
+        component has one) or ``name@version``, and the sorted ``ALG:content``
+        hashes joined by commas (empty if none).
     """
     identity: str = component.label
     if component.purl:
         try:
-            identity = str(PackageURL.from_string(component.purl).to_string())
+            purl = PackageURL.from_string(component.purl)
         except ValueError:
             identity = component.purl
+            if component.version and "@" not in component.purl:
+                identity += f"@{component.version}"
+        else:
+            if not purl.version and component.version:
+                purl = purl._replace(version=component.version)
+            identity = str(purl.to_string())
     hashes = ",".join(f"{alg}:{content.lower()}" for alg, content in component.hashes)
     return identity, hashes
 

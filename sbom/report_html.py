@@ -164,7 +164,7 @@ def _findings(findings: Sequence[Finding]) -> str:
                 kev,
                 f"{_e(f.component.label)}<br><code>{_e(identifier)}</code>",
                 _e(", ".join(f.fixed_versions)),
-                _e(f.summary),
+                _e(f.summary) + "".join(f"<br><small>note: {_e(n)}</small>" for n in f.notes),
                 analysis,
             ]
         )
@@ -212,7 +212,7 @@ def _components(components: Sequence[SbomComponent], result: AuditResult) -> str
     per_component: dict[str | None, int] = {}
     for f in result.findings:
         per_component[f.component.bom_ref] = per_component.get(f.component.bom_ref, 0) + 1
-    unchecked = {id(c) for c in result.unidentified}
+    unchecked = {id(c): why for c, why in result.not_checked()}
     rows = [
         [
             _e(c.name),
@@ -222,7 +222,7 @@ def _components(components: Sequence[SbomComponent], result: AuditResult) -> str
             _e(", ".join(c.licenses)),
             _e(c.support_level or "not stated"),
             _e(c.end_of_support or "not stated"),
-            "not checked (no purl or CPE)"
+            f"not checked ({_e(unchecked[id(c)])})"
             if id(c) in unchecked
             else _e(per_component.get(c.bom_ref, 0)),
         ]

@@ -86,6 +86,10 @@ class Analysis:
         author: Who made the statement.
         timestamp: When, ISO 8601 in UTC (``2025-03-01T12:00:00Z``).
         bom_ref: The component's bom-ref in the SBOM it was made about, if known.
+        undated: True when the VEX document it was read from gave no time (no
+            ``lastUpdated``, ``firstIssued`` or ``metadata.timestamp``, all
+            optional in CycloneDX 1.6): ``timestamp`` is then when it was
+            imported, not when the statement was made.
     """
 
     vuln_id: str
@@ -98,6 +102,7 @@ class Analysis:
     author: str = ""
     timestamp: str = ""
     bom_ref: str | None = None
+    undated: bool = False
 
     def __post_init__(self) -> None:
         where = f"analysis of {self.vuln_id} in {self.component}"
@@ -134,8 +139,11 @@ class Analysis:
         return self.vuln_id, self.component, self.hashes
 
     def statement(self) -> dict[str, Any]:
-        """The statement without its subject, as a history entry holds it."""
-        return {
+        """The statement without its subject, as a history entry holds it.
+
+        ``undated`` is only present (``true``) for an undated statement.
+        """
+        result: dict[str, Any] = {
             "state": self.state,
             "justification": self.justification,
             "responses": list(self.responses),
@@ -143,6 +151,9 @@ class Analysis:
             "author": self.author,
             "timestamp": self.timestamp,
         }
+        if self.undated:
+            result["undated"] = True
+        return result
 
 
 def _parse_time(text: str, where: str) -> datetime.datetime:
@@ -263,9 +274,18 @@ def _vulnerability(vuln_id: str, ref: str, history: list[Analysis]) -> dict[str,
 
 
 def parse_vex(
-    doc: Mapping[str, Any], where: str, sbom_components: Iterable[SbomComponent] = ()
+    doc: Mapping[str, Any],
+    where: str,
+    sbom_components: Iterable[SbomComponent] = (),
+    *,
+    now: datetime.datetime | None = None,
 ) -> list[Analysis]:
     """Read the analyses of a (schema-validated) CycloneDX VEX document.
+
+    A statement's time is its ``lastUpdated``, else ``firstIssued``, else the
+    document's ``metadata.timestamp``. CycloneDX 1.6 makes all three optional:
+    without any, the statement gets ``now`` and is marked
+    :attr:`Analysis.undated`.
 
     Args:
         doc: The document.
@@ -273,6 +293,7 @@ def parse_vex(
         sbom_components: Components of the SBOM the document refers to, for
             ``affects`` refs (plain or BOM-Link) that the document itself does
             not define.
+        now: The time of reading, for undated statements; default now.
 
     Returns:
         Every statement, history included, oldest first per subject.
@@ -284,7 +305,8 @@ def parse_vex(
     """
     known = {c.bom_ref: c for c in sbom_components if c.bom_ref}
     known.update({c.bom_ref: c for c in read_components(dict(doc)) if c.bom_ref})
-    default_time = doc.get("metadata", {}).get("timestamp", "")
+    default_time = doc.get("metadata", {}).get("timestamp") or None
+    read_at = utc_timestamp(now)
     result: list[Analysis] = []
     for i, vuln in enumerate(doc.get("vulnerabilities", [])):
         vuln_id = vuln.get("id")
@@ -304,6 +326,7 @@ def parse_vex(
             if component is None:
                 raise VexError(f"{here}: affects {ref!r}, which is not a component it defines")
             identity, hashes = component_identity(component)
+            when = analysis.get("lastUpdated") or analysis.get("firstIssued") or default_time
             statements = [_history_entry(text, here) for text in history] or [
                 {
                     "state": analysis["state"],
@@ -311,9 +334,8 @@ def parse_vex(
                     "responses": analysis.get("response", []),
                     "detail": analysis.get("detail", ""),
                     "author": author,
-                    "timestamp": analysis.get("lastUpdated")
-                    or analysis.get("firstIssued")
-                    or default_time,
+                    "timestamp": when or read_at,
+                    "undated": not when,
                 }
             ]
             for statement in statements:
@@ -329,6 +351,7 @@ def parse_vex(
                         author=statement["author"],
                         timestamp=statement["timestamp"],
                         bom_ref=local,
+                        undated=statement.get("undated", False),
                     )
                 )
     return result
@@ -340,8 +363,10 @@ def _history_entry(text: str, where: str) -> dict[str, Any]:
     except ValueError as e:
         raise VexError(f"{where}: a {HISTORY_PROPERTY} property is not JSON") from e
     expected = {"state", "justification", "responses", "detail", "author", "timestamp"}
-    if not isinstance(entry, dict) or set(entry) != expected:
+    if not isinstance(entry, dict) or set(entry) - {"undated"} != expected:
         raise VexError(f"{where}: a {HISTORY_PROPERTY} property lacks fields of {sorted(expected)}")
+    if not isinstance(entry.get("undated", False), bool):
+        raise VexError(f"{where}: a {HISTORY_PROPERTY} property's undated is not a boolean")
     if not isinstance(entry["responses"], list):
         raise VexError(f"{where}: a {HISTORY_PROPERTY} property's responses is not a list")
     for key in ("state", "detail", "author", "timestamp"):

@@ -10,7 +10,11 @@ SBOM therefore costs a few queries per component whatever the number of
 advisories in the store (bench/sbom_audit.py measures it).
 
 Every import is one transaction: a feed that turns out to be bad half-way
-leaves the store exactly as it was.
+leaves the store exactly as it was. A feed's withdrawn OSV records and rejected
+CVEs are deleted from the store in that transaction.
+
+The schema is versioned (``PRAGMA user_version``); a store of an earlier schema
+is upgraded when opened for writing, or refused with what to do.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ __all__ = ["ImportRecord", "VulnDb"]
 logger = logging.getLogger(__name__)
 
 _APPLICATION_ID = 0x50475644  # "PGVD": marks the file as a pumpguard store
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE imports (
@@ -46,7 +50,8 @@ CREATE TABLE imports (
     advisories INTEGER NOT NULL,
     kev_entries INTEGER NOT NULL,
     feed_version TEXT,
-    imported_at TEXT NOT NULL
+    imported_at TEXT NOT NULL,
+    removed INTEGER NOT NULL DEFAULT 0  -- withdrawn OSV records / rejected CVEs the feed named
 );
 CREATE TABLE advisories (
     id INTEGER PRIMARY KEY,
@@ -60,6 +65,7 @@ CREATE TABLE advisories (
     cvss_vector TEXT,
     severity TEXT NOT NULL,
     import_id INTEGER NOT NULL REFERENCES imports(id),
+    upstream TEXT NOT NULL DEFAULT '[]', -- JSON array (OSV upstream)
     UNIQUE (source, vuln_id)
 );
 CREATE TABLE affected_packages (
@@ -110,7 +116,8 @@ CREATE TABLE vex_analyses (
     author TEXT NOT NULL,
     timestamp TEXT NOT NULL,
     recorded_at TEXT NOT NULL,
-    origin TEXT NOT NULL             -- "recorded", or "imported from FILE"
+    origin TEXT NOT NULL,            -- "recorded", or "imported from FILE"
+    undated INTEGER NOT NULL DEFAULT 0  -- 1: no time in the VEX document; timestamp = import
 );
 CREATE INDEX vex_by_component ON vex_analyses (component, vuln_id);
 -- The history of analyses is evidence: nothing rewrites or removes it.
@@ -118,12 +125,32 @@ CREATE TRIGGER vex_analyses_no_update BEFORE UPDATE ON vex_analyses
 BEGIN SELECT RAISE(ABORT, 'VEX analyses are append-only'); END;
 CREATE TRIGGER vex_analyses_no_delete BEFORE DELETE ON vex_analyses
 BEGIN SELECT RAISE(ABORT, 'VEX analyses are append-only'); END;
+CREATE TABLE pending_reimports (
+    source TEXT PRIMARY KEY,         -- osv | nvd: advisories removed by a schema upgrade
+    since TEXT NOT NULL
+);
 """
+
+# Schema 1 -> 2. Schema 1 lost what the audit now needs (OSV upstream ids) and
+# kept what it must not report (withdrawn OSV records, CVEs rejected after an
+# import), so its advisories are removed and their sources must be imported
+# again; VEX analyses and the KEV catalog are kept.
+_UPGRADE_1_TO_2 = (
+    "ALTER TABLE imports ADD COLUMN removed INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE advisories ADD COLUMN upstream TEXT NOT NULL DEFAULT '[]'",
+    "ALTER TABLE vex_analyses ADD COLUMN undated INTEGER NOT NULL DEFAULT 0",
+    "CREATE TABLE pending_reimports (source TEXT PRIMARY KEY, since TEXT NOT NULL)",
+    "INSERT INTO pending_reimports SELECT DISTINCT source, ? FROM advisories",
+    "DELETE FROM affected_packages",
+    "DELETE FROM affected_cpes",
+    "DELETE FROM advisories",
+    "DELETE FROM imports WHERE source IN ('osv', 'nvd')",
+)
 
 _PACKAGES_QUERY = (
     "SELECT a.source, a.vuln_id, a.aliases, a.summary, a.published, a.modified, "
     "a.cvss_score, a.cvss_vector, a.severity, "
-    "p.raw_ecosystem, p.raw_name, p.ranges, p.versions "
+    "p.raw_ecosystem, p.raw_name, p.ranges, p.versions, a.upstream "
     "FROM affected_packages p JOIN advisories a ON a.id = p.advisory "
     "WHERE p.ecosystem = ? AND p.name = ?"
 )
@@ -131,13 +158,33 @@ _CPES_QUERY = (
     "SELECT a.source, a.vuln_id, a.aliases, a.summary, a.published, a.modified, "
     "a.cvss_score, a.cvss_vector, a.severity, "
     "c.part, c.vendor, c.product, c.version, c.cpe_update, "
-    "c.start_including, c.start_excluding, c.end_including, c.end_excluding "
+    "c.start_including, c.start_excluding, c.end_including, c.end_excluding, a.upstream "
     "FROM affected_cpes c JOIN advisories a ON a.id = c.advisory "
     "WHERE c.product = ? AND (? = '*' OR c.vendor IN (?, '*'))"
 )
+_NVD_QUERY = (
+    "SELECT a.source, a.vuln_id, a.aliases, a.summary, a.published, a.modified, "
+    "a.cvss_score, a.cvss_vector, a.severity, a.upstream "
+    "FROM advisories a WHERE a.source = 'nvd' AND a.vuln_id = ?"
+)
 _ANALYSES_QUERY = (
     "SELECT seq, vuln_id, component, hashes, state, justification, responses, detail, "
-    "author, timestamp, bom_ref FROM vex_analyses"
+    "author, timestamp, bom_ref, undated FROM vex_analyses"
+)
+_ANALYSES_OF_COMPONENT_QUERY = (
+    "SELECT seq, vuln_id, component, hashes, state, justification, responses, detail, "
+    "author, timestamp, bom_ref, undated FROM vex_analyses WHERE component = ?"
+)
+_STATEMENT_QUERY = (
+    "SELECT 1 FROM vex_analyses WHERE component = ? AND vuln_id = ? AND hashes = ? "
+    "AND state = ? AND justification IS ? AND responses = ? AND detail = ? "
+    "AND author = ? AND undated = 0 AND timestamp = ?"
+)
+# An undated statement (its document gave no time) is the same whatever its time.
+_UNDATED_STATEMENT_QUERY = (
+    "SELECT 1 FROM vex_analyses WHERE component = ? AND vuln_id = ? AND hashes = ? "
+    "AND state = ? AND justification IS ? AND responses = ? AND detail = ? "
+    "AND author = ? AND undated = 1"
 )
 
 
@@ -153,6 +200,8 @@ class ImportRecord:
         kev_entries: KEV entries imported.
         feed_version: The feed's timestamp or catalog version, if it has one.
         imported_at: When, ISO 8601 UTC.
+        removed: Withdrawn OSV records or rejected CVEs the feed named; any
+            advisory stored under such an id was deleted by the import.
     """
 
     source: str
@@ -162,6 +211,7 @@ class ImportRecord:
     kev_entries: int
     feed_version: str | None
     imported_at: str
+    removed: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON object."""
@@ -174,11 +224,18 @@ class VulnDb:
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
         self.path = path
+        self._pending: dict[str, str] = {}
 
     # ---------------------------------------------------------------- opening
     @classmethod
     def open(cls, path: Path, *, create: bool = False, readonly: bool = False) -> VulnDb:
         """Open a store.
+
+        A store of schema 1 (an earlier pumpguard) opened for writing is
+        upgraded: its advisories are removed, because schema 1 did not keep
+        what the audit needs, and lookups refuse to answer until their sources
+        (OSV, NVD) have been imported again. Its VEX analyses and KEV catalog
+        are kept. Opened read-only, such a store is refused with the same advice.
 
         Args:
             path: The SQLite file.
@@ -208,7 +265,8 @@ class VulnDb:
             connection.execute("PRAGMA foreign_keys = ON")
             if not exists:
                 store._create_schema()
-            store._check_schema()
+            store._check_schema(upgrade=not readonly)
+            store._pending = store._pending_reimports()
         except sqlite3.DatabaseError as e:
             connection.close()
             raise VulnDbError(f"{path} is not a pumpguard vulnerability store: {e}") from e
@@ -223,16 +281,58 @@ class VulnDb:
             for statement in _statements(_SCHEMA):
                 self._db.execute(statement)
             self._db.execute("PRAGMA application_id = 1346852420")  # _APPLICATION_ID
-            self._db.execute("PRAGMA user_version = 1")  # _SCHEMA_VERSION
+            self._db.execute("PRAGMA user_version = 2")  # _SCHEMA_VERSION
 
-    def _check_schema(self) -> None:
+    def _check_schema(self, *, upgrade: bool) -> None:
         (app_id,) = self._db.execute("PRAGMA application_id").fetchone()
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
         if app_id != _APPLICATION_ID:
             raise VulnDbError(f"{self.path} is not a pumpguard vulnerability store")
-        if version != _SCHEMA_VERSION:
+        if version == 1 and upgrade:
+            self._upgrade_from_1()
+        elif version == 1:
+            raise VulnDbError(
+                f"{self.path} has store schema 1, written by an earlier pumpguard: its "
+                "advisories lack OSV upstream ids and may include withdrawn records and "
+                "rejected CVEs. Re-import the feeds to upgrade it: pumpguard vulndb import "
+                f"--db {self.path} FEED... (VEX analyses and the KEV catalog are kept)"
+            )
+        elif version != _SCHEMA_VERSION:
             raise VulnDbError(
                 f"{self.path} has store schema {version}; this pumpguard reads {_SCHEMA_VERSION}"
+            )
+
+    def _upgrade_from_1(self) -> None:
+        with self._transaction():
+            for statement in _UPGRADE_1_TO_2:
+                params = (utc_timestamp(),) if "?" in statement else ()
+                self._db.execute(statement, params)
+            self._db.execute("PRAGMA user_version = 2")  # _SCHEMA_VERSION
+        logger.warning(
+            "%s: upgraded from store schema 1; its OSV and NVD advisories were removed, "
+            "re-import the feeds",
+            self.path,
+        )
+
+    def _pending_reimports(self) -> dict[str, str]:
+        rows = self._db.execute("SELECT source, since FROM pending_reimports").fetchall()
+        return dict(rows)
+
+    def pending_reimports(self) -> dict[str, str]:
+        """Sources whose advisories a schema upgrade removed, and since when.
+
+        Until each is imported again, lookups raise :class:`VulnDbError`
+        rather than answer from an incomplete store.
+        """
+        return dict(self._pending)
+
+    def _require_current(self) -> None:
+        if self._pending:
+            sources = " and ".join(sorted(s.upper() for s in self._pending))
+            raise VulnDbError(
+                f"{self.path}: its {sources} advisories were removed when the store was "
+                "upgraded from schema 1; re-import them (pumpguard vulndb import "
+                f"--db {self.path} FEED...) before auditing"
             )
 
     def close(self) -> None:
@@ -259,7 +359,9 @@ class VulnDb:
         """Import a parsed feed in one transaction.
 
         An advisory already in the store from the same source (same id) is
-        replaced by the feed's; KEV entries likewise.
+        replaced by the feed's; KEV entries likewise. An advisory stored under
+        an id the feed names as withdrawn (OSV) or rejected (NVD) is deleted,
+        with its affected entries.
 
         Args:
             feed: What :func:`sbom.feeds.read_feed` returned.
@@ -278,12 +380,13 @@ class VulnDb:
             kev_entries=len(feed.kev),
             feed_version=feed.feed_version,
             imported_at=utc_timestamp(now),
+            removed=len(feed.removed),
         )
         try:
             with self._transaction():
                 cursor = self._db.execute(
                     "INSERT INTO imports (source, name, sha256, advisories, kev_entries, "
-                    "feed_version, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "feed_version, imported_at, removed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         record.source,
                         record.name,
@@ -292,6 +395,7 @@ class VulnDb:
                         record.kev_entries,
                         record.feed_version,
                         record.imported_at,
+                        record.removed,
                     ),
                 )
                 import_id = cursor.lastrowid
@@ -300,6 +404,8 @@ class VulnDb:
                     if i % 1000 == 0:
                         tick(1000)
                 tick(len(feed.advisories) % 1000)
+                for vuln_id in feed.removed:
+                    self._delete_advisory(feed.kind, vuln_id)
                 self._db.executemany(
                     "INSERT OR REPLACE INTO kev VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
@@ -317,6 +423,8 @@ class VulnDb:
                     ),
                 )
                 tick(len(feed.kev))
+                if feed.kind in ("osv", "nvd"):
+                    self._db.execute("DELETE FROM pending_reimports WHERE source = ?", (feed.kind,))
         except sqlite3.Error as e:
             raise VulnDbError(f"cannot import {feed.name} into {self.path}: {e}") from e
         logger.info(
@@ -327,13 +435,27 @@ class VulnDb:
             record.advisories,
             record.kev_entries,
         )
+        self._pending = self._pending_reimports()
         return record
+
+    def _delete_advisory(self, source: str, vuln_id: str) -> None:
+        row = self._db.execute(
+            "SELECT id FROM advisories WHERE source = ? AND vuln_id = ?", (source, vuln_id)
+        ).fetchone()
+        if row is None:
+            return
+        self._db.execute("DELETE FROM affected_packages WHERE advisory = ?", row)
+        self._db.execute("DELETE FROM affected_cpes WHERE advisory = ?", row)
+        self._db.execute("DELETE FROM advisories WHERE id = ?", row)
+        logger.info("removed %s advisory %s: withdrawn or rejected", source, vuln_id)
 
     def _put_advisory(self, advisory: Advisory, import_id: int | None) -> None:
         (row_id,) = self._db.execute(
             "INSERT INTO advisories (source, vuln_id, aliases, summary, published, modified, "
-            "cvss_score, cvss_vector, severity, import_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "cvss_score, cvss_vector, severity, import_id, upstream) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (source, vuln_id) DO UPDATE SET aliases = excluded.aliases, "
+            "upstream = excluded.upstream, "
             "summary = excluded.summary, published = excluded.published, "
             "modified = excluded.modified, cvss_score = excluded.cvss_score, "
             "cvss_vector = excluded.cvss_vector, severity = excluded.severity, "
@@ -349,6 +471,7 @@ class VulnDb:
                 advisory.cvss_vector,
                 advisory.severity,
                 import_id,
+                json.dumps(list(advisory.upstream)),
             ),
         ).fetchone()
         # A replaced advisory's affected entries go with it.
@@ -392,8 +515,8 @@ class VulnDb:
     def imports(self) -> list[ImportRecord]:
         """Every import, oldest first."""
         rows = self._db.execute(
-            "SELECT source, name, sha256, advisories, kev_entries, feed_version, imported_at "
-            "FROM imports ORDER BY id"
+            "SELECT source, name, sha256, advisories, kev_entries, feed_version, imported_at, "
+            "removed FROM imports ORDER BY id"
         ).fetchall()
         return [ImportRecord(*row) for row in rows]
 
@@ -411,13 +534,25 @@ class VulnDb:
     # --------------------------------------------------------------- lookups
     def packages(self, ecosystem: str, name: str) -> list[tuple[Advisory, PackageRange]]:
         """Advisories affecting a package, by its ``sbom._purl.package_key``."""
+        self._require_current()
         rows = self._db.execute(_PACKAGES_QUERY, (ecosystem, name)).fetchall()
-        return [(_advisory(row[:9]), _package_range(row[9:])) for row in rows]
+        return [(_advisory(row[:9], row[13]), _package_range(row[9:13])) for row in rows]
 
     def cpes(self, vendor: str, product: str) -> list[tuple[Advisory, CpeRange]]:
         """Advisories affecting a CPE product; ``vendor`` ``*`` means any vendor."""
+        self._require_current()
         rows = self._db.execute(_CPES_QUERY, (product, vendor, vendor)).fetchall()
-        return [(_advisory(row[:9]), CpeRange(*row[9:])) for row in rows]
+        return [(_advisory(row[:9], row[18]), CpeRange(*row[9:18])) for row in rows]
+
+    def nvd(self, cve_ids: Iterable[str]) -> dict[str, Advisory]:
+        """The NVD records of those of ``cve_ids`` the store holds (without their CPEs)."""
+        self._require_current()
+        result: dict[str, Advisory] = {}
+        for cve_id in set(cve_ids):
+            row = self._db.execute(_NVD_QUERY, (cve_id,)).fetchone()
+            if row is not None:
+                result[cve_id] = _advisory(row[:9], row[9])
+        return result
 
     def kev(self, cve_ids: Iterable[str]) -> dict[str, KevEntry]:
         """The KEV entries of those of ``cve_ids`` that are in the catalog."""
@@ -439,6 +574,9 @@ class VulnDb:
         A statement identical to one already recorded (same subject, state,
         justification, responses, detail, author and timestamp) is not
         recorded twice, so importing the same VEX document again is harmless.
+        A statement whose document gave no time (:attr:`Analysis.undated`)
+        carries the time of its first import; it is the same statement as an
+        undated one already recorded with the same fields, whatever its time.
 
         Returns:
             How many statements were added.
@@ -452,8 +590,8 @@ class VulnDb:
                         continue
                     self._db.execute(
                         "INSERT INTO vex_analyses (vuln_id, component, hashes, bom_ref, state, "
-                        "justification, responses, detail, author, timestamp, recorded_at, origin) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "justification, responses, detail, author, timestamp, recorded_at, origin, "
+                        "undated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             a.vuln_id,
                             a.component,
@@ -467,6 +605,7 @@ class VulnDb:
                             a.timestamp,
                             recorded_at,
                             origin,
+                            int(a.undated),
                         ),
                     )
                     added += 1
@@ -475,22 +614,22 @@ class VulnDb:
         return added
 
     def _has_statement(self, a: Analysis) -> bool:
-        row = self._db.execute(
-            "SELECT 1 FROM vex_analyses WHERE component = ? AND vuln_id = ? AND hashes = ? "
-            "AND state = ? AND justification IS ? AND responses = ? AND detail = ? "
-            "AND author = ? AND timestamp = ?",
-            (
-                a.component,
-                a.vuln_id,
-                a.hashes,
-                a.state,
-                a.justification,
-                json.dumps(list(a.responses)),
-                a.detail,
-                a.author,
-                a.timestamp,
-            ),
-        ).fetchone()
+        params: list[Any] = [
+            a.component,
+            a.vuln_id,
+            a.hashes,
+            a.state,
+            a.justification,
+            json.dumps(list(a.responses)),
+            a.detail,
+            a.author,
+        ]
+        if a.undated:
+            query = _UNDATED_STATEMENT_QUERY
+        else:
+            query = _STATEMENT_QUERY
+            params.append(a.timestamp)
+        row = self._db.execute(query, params).fetchone()
         return row is not None
 
     def analyses(self, components: Iterable[str] | None = None) -> list[Analysis]:
@@ -505,8 +644,7 @@ class VulnDb:
         else:
             for component in set(components):
                 rows += self._db.execute(
-                    "SELECT seq, vuln_id, component, hashes, state, justification, responses, "
-                    "detail, author, timestamp, bom_ref FROM vex_analyses WHERE component = ?",
+                    _ANALYSES_OF_COMPONENT_QUERY,
                     (component,),
                 ).fetchall()
         return [_analysis(row[1:]) for row in sorted(rows, key=lambda row: row[0])]
@@ -537,12 +675,13 @@ def _statements(script: str) -> Iterator[str]:
             pending = ""
 
 
-def _advisory(row: Sequence[Any]) -> Advisory:
+def _advisory(row: Sequence[Any], upstream: str = "[]") -> Advisory:
     source, vuln_id, aliases, summary, published, modified, score, vector, severity = row
     return Advisory(
         source=source,
         id=vuln_id,
         aliases=tuple(json.loads(aliases)),
+        upstream=tuple(json.loads(upstream)),
         summary=summary,
         published=published,
         modified=modified,
@@ -566,7 +705,7 @@ def _package_range(row: Sequence[Any]) -> PackageRange:
 
 
 def _analysis(row: Sequence[Any]) -> Analysis:
-    vuln_id, component, hashes, state, justification, responses, detail, author, ts, ref = row
+    vuln_id, component, hashes, state, justification, responses, detail, author, ts, ref = row[:10]
     return Analysis(
         vuln_id=vuln_id,
         component=component,
@@ -578,4 +717,5 @@ def _analysis(row: Sequence[Any]) -> Analysis:
         author=author,
         timestamp=ts,
         bom_ref=ref,
+        undated=bool(row[10]),
     )

@@ -8,10 +8,12 @@ import hashlib
 import json
 import sqlite3
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from repo_support import CliResult
 from sbom.advisory import Advisory, CpeRange
 from sbom.errors import FeedError, VulnDbError
 from sbom.feeds import read_feed
@@ -283,3 +285,64 @@ def test_vex_history_is_append_only(tmp_path: Path) -> None:
     for statement in ("UPDATE vex_analyses SET state = 'resolved'", "DELETE FROM vex_analyses"):
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             connection.execute(statement)
+
+
+def _schema_1_store(path: Path) -> Path:
+    """A store written by the previous pumpguard (store schema 1), from its SQL dump."""
+    connection = sqlite3.connect(path)
+    connection.executescript((FIXTURES / "vulndb-schema-1.sql").read_text(encoding="utf-8"))
+    connection.close()
+    return path
+
+
+def test_schema_1_store_is_refused_for_reading_and_upgraded_on_write(
+    tmp_path: Path, run_cli: Callable[..., CliResult], make_sbom: Callable[..., bytes]
+) -> None:
+    from sbom.audit import audit
+    from sbom.model import SbomComponent
+
+    path = _schema_1_store(tmp_path / "old.sqlite")
+    # Read-only (an audit): refused, with what to do, rather than answered from
+    # advisories that lack upstream ids and may be withdrawn or rejected.
+    with pytest.raises(VulnDbError, match=r"schema 1.*Re-import the feeds"):
+        VulnDb.open(path, readonly=True)
+    manifest = tmp_path / "components.toml"
+    manifest.write_text(
+        '[[component]]\nname = "zlib"\nversion = "1.2.11"\n'
+        'cpe = "cpe:2.3:a:zlib:zlib:1.2.11:*:*:*:*:*:*:*"\n',
+        encoding="utf-8",
+    )
+    sbom = tmp_path / "sbom.cdx.json"
+    sbom.write_bytes(make_sbom(components_manifest=manifest))
+    refused = run_cli("sbom", "audit", sbom, "--db", path)
+    assert refused.code == 1
+    assert "Re-import the feeds" in refused.err
+
+    # Written to: upgraded; the VEX history and the KEV catalog are kept, the
+    # advisories must be imported again before an audit answers.
+    zlib = SbomComponent(
+        "component:zlib@1.2.11",
+        "library",
+        "zlib",
+        "1.2.11",
+        purl="pkg:generic/zlib@1.2.11",
+        cpe="cpe:2.3:a:zlib:zlib:1.2.11:*:*:*:*:*:*:*",
+    )
+    with VulnDb.open(path, create=True) as db:
+        assert db.counts() == {"osv": 0, "nvd": 0, "kev": 2, "vex_analyses": 1}
+        assert sorted(db.pending_reimports()) == ["nvd", "osv"]
+        assert [r.source for r in db.imports()] == ["kev"]
+        with pytest.raises(VulnDbError, match=r"OSV.*re-import them"):
+            audit([zlib], db, db.analyses())
+        db.import_feed(read_feed(FIXTURES / "osv"))
+        with pytest.raises(VulnDbError, match="NVD advisories were removed"):
+            audit([zlib], db, db.analyses())
+        db.import_feed(read_feed(FIXTURES / "nvdcve-2.0-sample.json"))
+        assert db.pending_reimports() == {}
+    with VulnDb.open(path, readonly=True) as db:
+        (finding,) = audit([zlib], db, db.analyses()).findings
+    assert finding.vuln_id == "CVE-2018-25032"
+    assert finding.analysis is not None and finding.analysis.state == "not_affected"
+    status = run_cli("vulndb", "status", "--db", path, "--json")
+    assert status.code == 0, status.err
+    assert json.loads(status.out)["pending_reimports"] == {}
