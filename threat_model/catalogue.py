@@ -915,7 +915,15 @@ _CONTROLS = (
             "test_server_with_a_certificate_from_another_ca_is_refused",
         )
         + _n(_E2E, "test_publish_command_checks_its_options_before_uploading")
-        + _n(_DEVICES, "test_enroll_cli_refuses_bad_options"),
+        + _n(_DEVICES, "test_enroll_cli_refuses_bad_options")
+        + _n(
+            "pumpguard/test_http",
+            "test_safe_server_url_is_accepted_and_normalised",
+            "test_ambiguous_or_clear_text_server_url_is_refused",
+            "test_release_endpoint_is_built_from_the_checked_url",
+            "test_backslash_url_never_sends_the_token_to_the_host_after_it",
+            "test_the_listener_is_reachable_so_the_test_above_means_something",
+        ),
     ),
     Control(
         "C-DEVICE-SIGNATURE",
@@ -982,6 +990,15 @@ _CONTROLS = (
             "test_bad_enrollment_is_refused_with_a_message",
             "test_enroll_through_the_cli_over_http",
             "test_keygen_writes_a_private_key_only_the_owner_can_read",
+            "test_a_second_spelling_of_an_enrolled_key_cannot_enroll_a_twin_pump",
+            "test_an_enrollment_overtaken_by_a_committed_twin_is_a_conflict_naming_key_or_id",
+            "test_concurrent_enrollments_of_one_key_under_two_ids_cannot_both_succeed",
+            "test_the_database_refuses_a_second_device_with_an_enrolled_key",
+        )
+        + _n(
+            "update_server/test_device_key_migration",
+            "test_upgrade_refuses_devices_sharing_a_key_and_names_them",
+            "test_upgrade_stores_keys_canonically_so_a_second_spelling_is_refused",
         ),
     ),
     Control(
@@ -1013,6 +1030,11 @@ _CONTROLS = (
             _DEVICE_AUTH,
             "test_stale_timestamp_is_refused_with_a_clock_message",
             "test_timestamp_within_the_skew_is_accepted",
+        )
+        + _n(
+            "pumpguard/test_request_timestamp",
+            "test_a_timestamp_that_is_not_plain_bounded_seconds_is_malformed",
+            "test_a_plain_timestamp_verifies",
         ),
     ),
     Control(
@@ -1053,6 +1075,19 @@ _CONTROLS = (
             "test_corrupt_metadata_raises_bundle_error_naming_the_file",
             "test_cli_refuses_corrupt_metadata_with_one_line",
             "test_corrupt_metadata_in_tar_bundle_is_refused",
+        )
+        + _n(
+            "pumpguard/test_jsonutil",
+            "test_numbers_and_nesting_that_break_a_later_reader_are_refused",
+            "test_no_accepted_number_is_infinite_or_nan",
+        )
+        + _n(
+            "update_server/test_config",
+            "test_numeric_settings_must_be_finite_and_within_bounds",
+        )
+        + _n(
+            "update_server/test_device_auth",
+            "test_a_device_id_followed_by_a_newline_is_not_a_device_id",
         ),
     ),
     Control(
@@ -1490,6 +1525,16 @@ _CONTROLS = (
             "sbom/test_sbom_audit_cli",
             "test_audit_fail_on_gates_untriaged_findings",
             "test_diff_lists_component_changes_and_vulnerabilities_fixed",
+        )
+        + _n(
+            "sbom/test_sbom_advisories",
+            "test_debian_record_with_upstream_cve_gets_kev_and_vex",
+            "test_purl_type_no_source_covers_is_reported_not_checked",
+            "test_audit_output_gives_the_reason_a_component_was_not_checked",
+            "test_highest_cvss_score_wins_across_versions",
+            "test_debian_fix_of_the_components_release_is_used",
+            "test_withdrawn_osv_record_is_not_reported",
+            "test_cve_rejected_later_is_removed_from_the_store",
         ),
     ),
     Control(
@@ -1508,7 +1553,14 @@ _CONTROLS = (
             "test_vex_round_trip_keeps_every_analysis_and_its_history",
             "test_vex_analyses_carry_forward_to_unchanged_components_only",
         )
-        + _n("sbom/test_sbom_vulndb", "test_vex_history_is_append_only"),
+        + _n("sbom/test_sbom_vulndb", "test_vex_history_is_append_only")
+        + _n(
+            "sbom/test_sbom_vex_identity",
+            "test_versionless_purl_analysis_does_not_carry_to_another_version",
+            "test_versionless_purl_identity_includes_the_component_version",
+            "test_vex_without_timestamps_is_imported",
+            "test_undated_statement_stays_undated_through_export_and_import",
+        ),
     ),
     Control(
         "C-VULNDB-INTEGRITY",
@@ -1523,6 +1575,7 @@ _CONTROLS = (
             "test_zip_member_names_are_never_used_as_paths",
             "test_bad_feeds_are_refused_with_a_clear_error",
             "test_a_feed_of_the_wrong_kind_is_refused",
+            "test_schema_1_store_is_refused_for_reading_and_upgraded_on_write",
         ),
     ),
     Control(
