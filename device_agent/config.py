@@ -5,6 +5,15 @@ the simulator) can ship a self-contained folder. Every value is checked when
 the file is loaded; a wrong one is an :class:`AgentConfigError` that names the
 key, never a surprise in the middle of an update.
 
+The slots are overwritten by every update, so neither may be the other slot,
+nor any other file the configuration names, nor lie inside the state or
+metadata directory: compared by resolved path and, for files that exist, by
+identity (device and inode; the device number for block devices), so
+``slots/../slots/a.img``, a symlink or a second device node for the same
+partition are caught. Each slot's :class:`SlotPath` keeps that list, and
+:mod:`device_agent.download` checks the opened slot against it again before
+writing a byte (a symlink swapped after loading).
+
 Example (every key shown; the ones with defaults may be left out)::
 
     [device]
@@ -20,7 +29,7 @@ Example (every key shown; the ones with defaults may be left out)::
     ca_file = "ca.pem"                 # optional; mutual TLS with client_cert/client_key
     timeout = 30                       # seconds per connect / read
     metadata_deadline = 120            # seconds for a whole metadata file (slow retrieval)
-    min_firmware_rate = 16384          # bytes/s the firmware download must average
+    min_firmware_rate = 16384          # bytes/s the firmware download must average (>= 1024)
     poll_interval = 300                # until the server says otherwise
     max_backoff = 3600
 
@@ -32,8 +41,8 @@ Example (every key shown; the ones with defaults may be left out)::
     dir = "state"
 
     [slots]                            # files by default, block devices on a pump
-    a = "slots/a.img"
-    b = "slots/b.img"
+    a = "slots/a.img"                  # never another configured file, nor inside
+    b = "slots/b.img"                  # the state or metadata directory
 
     [boot]
     backend = "file"                   # file | grub | uboot
@@ -48,7 +57,7 @@ Example (every key shown; the ones with defaults may be left out)::
 
     [safety]
     status = "file:pump-status.json"   # or "socket:/run/therapy/status.sock"
-    max_status_age = 30                # seconds; an older status means "not safe"
+    max_status_age = 30                # seconds (<= 300); an older status means "not safe"
     min_battery_percent = 40           # when off mains power
     maintenance_window = "22:00-06:00" # local time; leave out for "any time"
     therapy_download_rate = 262144     # bytes/s while an infusion runs (>= 1024)
@@ -59,18 +68,23 @@ Example (every key shown; the ones with defaults may be left out)::
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import stat
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import time
-from pathlib import Path
+from pathlib import Path, PosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from device_agent.bootctl import MAX_ATTEMPTS
-from device_agent.errors import AgentConfigError
-from pumpguard.errors import ReleaseContractError
-from pumpguard.http import is_loopback
+from device_agent.bootctl.uboot import read_fw_env_config
+from device_agent.errors import AgentConfigError, BootControlError
+from pumpguard.errors import ConfigError, ReleaseContractError
+from pumpguard.http import check_server_url, is_loopback
 from pumpguard.release import validate_hardware_id, validate_product
 
 __all__ = [
@@ -79,6 +93,8 @@ __all__ = [
     "MaintenanceWindow",
     "SafetyConfig",
     "ServerConfig",
+    "SlotGuard",
+    "SlotPath",
     "load_config",
 ]
 
@@ -88,6 +104,17 @@ _DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SLOT_RE = re.compile(r"^[a-z0-9_]{1,16}$")
 _WINDOW_RE = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 _BACKENDS = ("file", "grub", "uboot")
+#: Upper bound of ``[safety] max_status_age``. The status says whether an
+#: infusion runs *now*; a therapy controller republishes it every few seconds,
+#: and one silent for minutes has to count as unknown (not safe), never as
+#: its last word ("idle") going on for a day.
+MAX_STATUS_AGE = 300
+#: Lower bound of ``[server] min_firmware_rate`` (bytes/s). The firmware's
+#: deadline is ``metadata_deadline + length / min_firmware_rate``: at 1 B/s a
+#: 64 MiB image could take two years, which is no slow-retrieval defence at
+#: all. 1 KiB/s still lets a poor cellular link finish (64 MiB in a day) and
+#: matches the lowest ``therapy_download_rate``.
+MIN_FIRMWARE_RATE = 1024
 
 
 @dataclass(frozen=True)
@@ -108,6 +135,105 @@ class MaintenanceWindow:
 
     def __str__(self) -> str:
         return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+@dataclass(frozen=True)
+class SlotGuard:
+    """What a slot must never be: every other path the configuration names.
+
+    Attributes:
+        files: ``(what, path)`` of the other slot and every configured file.
+        dirs: ``(what, path)`` of directories the agent writes into.
+        uboot_config: A U-Boot ``fw_env.config`` whose environment copies are
+            protected as well (read on every check: provisioned later).
+    """
+
+    files: tuple[tuple[str, Path], ...]
+    dirs: tuple[tuple[str, Path], ...]
+    uboot_config: Path | None = None
+
+    def conflict(self, slot: Path, fd: int | None = None) -> str | None:
+        """How ``slot`` (or the file open as ``fd``) coincides with a protected path.
+
+        Compares the resolved paths, and, for files that exist, their identity:
+        device and inode, or the device number of a block or character device
+        (``/dev/disk/by-partlabel/x`` and ``/dev/mmcblk0p2`` are one device).
+
+        Returns:
+            A description of the conflict, or ``None`` when there is none.
+
+        Raises:
+            OSError: ``fd`` cannot be examined.
+        """
+        if fd is not None:
+            st: os.stat_result | None = os.fstat(fd)
+            try:
+                # The file actually opened, whatever the path says now.
+                real = Path(f"/proc/self/fd/{fd}").readlink()
+            except OSError:
+                real = _resolved(slot)
+        else:
+            real = _resolved(slot)
+            try:
+                st = slot.stat()
+            except OSError:
+                st = None  # not created yet: the resolved path must do
+        for what, other in self._files():
+            if _resolved(other) == real:
+                return f"is {what} ({other})"
+            if st is None:
+                continue
+            try:
+                other_st = other.stat()
+            except OSError:
+                continue
+            if _same_file(st, other_st):
+                return f"is the same file as {what} ({other})"
+        for what, directory in self.dirs:
+            if real.is_relative_to(_resolved(directory)):
+                return f"lies inside {what} ({directory})"
+        return None
+
+    def _files(self) -> Iterator[tuple[str, Path]]:
+        yield from self.files
+        if self.uboot_config is not None:
+            # A missing or malformed fw_env.config is the boot backend's error.
+            with contextlib.suppress(BootControlError):
+                for number, copy in enumerate(read_fw_env_config(self.uboot_config), 1):
+                    yield f"U-Boot environment copy {number}", copy.device
+
+
+def _resolved(path: Path) -> Path:
+    # os.path.realpath, not Path.resolve: a symlink loop must not raise.
+    return Path(os.path.realpath(path))
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
+        return True
+    kind = stat.S_IFMT(a.st_mode)
+    return (
+        kind == stat.S_IFMT(b.st_mode)
+        and kind in (stat.S_IFBLK, stat.S_IFCHR)
+        and a.st_rdev == b.st_rdev
+    )
+
+
+class SlotPath(PosixPath):
+    """A configured slot's path, carrying the :class:`SlotGuard` it was checked with.
+
+    It is an ordinary :class:`~pathlib.Path` everywhere else;
+    :func:`device_agent.download.download_to_slot` checks the opened slot
+    against :attr:`guard` again before it writes.
+    """
+
+    guard: SlotGuard | None = None
+
+    @classmethod
+    def guarded(cls, path: Path, guard: SlotGuard) -> SlotPath:
+        slot = cls(path)
+        slot.guard = guard
+        return slot
 
 
 @dataclass(frozen=True)
@@ -243,14 +369,23 @@ def _url(value: str, where: str) -> str:
     # Device requests are signed, but TUF metadata and firmware are fetched
     # in the clear only on loopback (tests, the demo): elsewhere TLS keeps
     # hospital traffic private even though TUF already keeps it honest.
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(value)
+        host, port = parts.hostname, parts.port
+    except ValueError as e:  # "http://[::1", a port out of range or not a number
+        raise AgentConfigError(f"{where} {value!r} is not a valid URL: {e}") from e
+    if parts.scheme not in ("http", "https") or not host:
         raise AgentConfigError(f"{where} {value!r} is not an http(s) URL")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
+    if port == 0:
+        raise AgentConfigError(f"{where} {value!r}: port 0 cannot be connected to")
+    if parts.scheme == "http" and not is_loopback(host):
         raise AgentConfigError(f"{where} {value!r}: plain http is allowed only to loopback")
-    return value.rstrip("/")
+    try:
+        # The same reading of the URL as the connection's (urllib3): what two
+        # parsers may read differently is refused, not interpreted.
+        return check_server_url(value, where)
+    except ConfigError as e:
+        raise AgentConfigError(str(e)) from e
 
 
 def _window(value: str | None) -> MaintenanceWindow | None:
@@ -283,6 +418,14 @@ def _booted_slot(value: str, base: Path) -> tuple[str, Path | None]:
     if kind != "file" or not rest:
         raise AgentConfigError(f"[boot] booted_slot {value!r} must be 'cmdline' or 'file:PATH'")
     return kind, base / rest
+
+
+def _slot_kind_ok(slot: Path) -> bool:
+    try:
+        mode = slot.stat().st_mode
+    except OSError:
+        return True  # created by the first download
+    return stat.S_ISREG(mode) or stat.S_ISBLK(mode)
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -338,7 +481,7 @@ def load_config(path: Path) -> AgentConfig:
         client_key=client_key,
         timeout=srv.number("timeout", 30, 0.1, 600),
         metadata_deadline=srv.number("metadata_deadline", 120, 0.1, 3600),
-        min_firmware_rate=srv.integer("min_firmware_rate", 16384, 1, 2**40),
+        min_firmware_rate=srv.integer("min_firmware_rate", 16384, MIN_FIRMWARE_RATE, 2**40),
         poll_interval=srv.number("poll_interval", 300, 0.01, 86400),
         max_backoff=srv.number("max_backoff", 3600, 0.01, 7 * 86400),
     )
@@ -394,25 +537,55 @@ def load_config(path: Path) -> AgentConfig:
     )  # fmt: skip
     status_kind, status_path = _status_source(safety.text("status"), base)
     agent = _Section(_table(data, "agent", required=False), "agent", base, {"max_state_repeats"})
+    key = device.path("key")
+    root = tuf.path("root")
+    metadata_dir = tuf.path("metadata_dir", str(state_dir / "tuf"))
+
+    # Every file the configuration names, that an update must never overwrite.
+    named: list[tuple[str, Path | None]] = [
+        ("the agent config", path),
+        ("[device] key", key),
+        ("[tuf] root", root),
+        ("[boot] env", boot_config.env),
+        ("[boot] booted_slot file", booted_file),
+        ("[safety] status", status_path),
+        ("[server] ca_file", server.ca_file),
+        ("[server] client_cert", server.client_cert),
+        ("[server] client_key", server.client_key),
+    ]
+    dirs = (("[state] dir", state_dir), ("[tuf] metadata_dir", metadata_dir))
+    uboot_config = boot_config.env if backend == "uboot" else None
+    guarded: dict[str, Path] = {}
+    for name, slot in slots.items():
+        others = [(f"slot {o}", p) for o, p in slots.items() if o != name]
+        files = tuple((what, p) for what, p in [*others, *named] if p is not None)
+        guard = SlotGuard(files, dirs, uboot_config)
+        where = f"[slots] {name} = {str(raw_slots[name])!r}"
+        problem = guard.conflict(slot)
+        if problem is not None:
+            raise AgentConfigError(f"{where} {problem}: every update overwrites the slot")
+        if not _slot_kind_ok(slot):
+            raise AgentConfigError(f"{where} is neither a regular file nor a block device")
+        guarded[name] = SlotPath.guarded(slot, guard)
 
     return AgentConfig(
         path=path,
         device_id=device_id,
         product=product,
         hardware_id=hardware_id,
-        key=device.path("key"),
+        key=key,
         server=server,
-        root=tuf.path("root"),
-        metadata_dir=tuf.path("metadata_dir", str(state_dir / "tuf")),
+        root=root,
+        metadata_dir=metadata_dir,
         state_dir=state_dir,
-        slots=slots,
+        slots=guarded,
         boot=boot_config,
         selftest_command=selftest.command("command"),
         selftest_timeout=selftest.number("timeout", 120, 1, 3600),
         safety=SafetyConfig(
             status_kind=status_kind,
             status_path=status_path,
-            max_status_age=safety.number("max_status_age", 30, 1, 86400),
+            max_status_age=safety.number("max_status_age", 30, 1, MAX_STATUS_AGE),
             min_battery_percent=safety.integer("min_battery_percent", 40, 0, 100),
             maintenance_window=_window(safety.opt_text("maintenance_window")),
             therapy_download_rate=safety.integer("therapy_download_rate", 262144, 1024, 2**40),

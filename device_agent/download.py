@@ -31,7 +31,8 @@ from tuf.api.metadata import TargetFile
 
 from device_agent._durable import crashpoint, fsync_dir, fsync_file
 from device_agent._ratelimit import Pacer
-from device_agent.errors import SlotError, UpdateRefusedError
+from device_agent.config import SlotPath
+from device_agent.errors import SlotError, TransferError, UpdateRefusedError
 from device_agent.tuf_client import VerifiedTarget, translate_download_error
 
 __all__ = [
@@ -78,7 +79,10 @@ def download_to_slot(
         fetcher: Network access (``stream(url, start, max_length)``).
         target: A verified target, or its URL and signed :class:`TargetFile`.
         slot_path: The inactive slot: a regular file (created if absent, never
-            truncated before the download) or a block device.
+            truncated before the download) or a block device. A configured
+            slot (:class:`~device_agent.config.SlotPath`) is checked once
+            opened: it must not be the other slot or any other configured
+            file (a symlink swapped since the configuration was loaded).
         resume_from: Bytes already durable in the slot from an interrupted
             download of the same target (as last given to ``on_checkpoint``).
         on_checkpoint: Called with ``n`` after the slot was fsynced with ``n``
@@ -89,13 +93,15 @@ def download_to_slot(
         checkpoint_bytes: Bytes between checkpoints.
 
     Raises:
-        UpdateRefusedError: The image does not match the signed length
-            (``length``) or a hash (``hash-mismatch``), the server sent more
-            than signed (``length``), or a hash algorithm is unknown
+        UpdateRefusedError: The image does not match a hash
+            (``hash-mismatch``), the server sent or announced more than
+            signed (``length``), or a hash algorithm is unknown
             (``hash-algorithm``). The slot's content is garbage.
-        TransferError: The transfer failed or was too slow; the slot
-            holds a valid prefix up to the last checkpoint.
-        SlotError: The slot could not be read or written.
+        TransferError: The transfer failed, was too slow or ended before
+            the signed length; the slot holds a valid prefix up to the last
+            checkpoint, and the download resumes from there.
+        SlotError: The slot could not be read or written, or it is another
+            configured file.
     """
     if isinstance(target, VerifiedTarget):
         url, target_file = target.url, target.target_file
@@ -137,7 +143,16 @@ def download_to_slot(
         except exceptions.DownloadError as e:
             raise translate_download_error(e, target_file.path) from e
         # TUF spec 5.7.3: the length and every hash must match the target.
-        if offset != length:
+        # The fetcher never yields more than signed, nor ends short without
+        # an error; should it, a short image is a transfer to resume, a long
+        # one a refusal.
+        if offset < length:
+            raise TransferError(
+                f"{target_file.path}: the transfer ended after {offset} of the {length} "
+                "signed bytes",
+                reason="network",
+            )
+        if offset > length:
             raise UpdateRefusedError(
                 f"{target_file.path}: the server sent {offset} of the {length} signed bytes",
                 reason="length",
@@ -220,9 +235,17 @@ def _open_slot(slot_path: Path) -> tuple[int, bool]:
             flags |= os.O_CREAT
         if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
             raise SlotError(f"slot {slot_path} is neither a regular file nor a block device")
+        _check_guard(slot_path, None)
         fd = os.open(slot_path, flags, 0o600)
     except OSError as e:
         raise SlotError(f"cannot open slot {slot_path}: {e.strerror}") from e
+    try:
+        # Again on what was actually opened: the path may have changed in
+        # between, and the descriptor is what gets written.
+        _check_guard(slot_path, fd)
+    except BaseException:
+        os.close(fd)
+        raise
     if flags & os.O_CREAT:
         # The new file's directory entry: fsyncing the file's data later does
         # not make the file itself survive a power loss.
@@ -235,6 +258,21 @@ def _open_slot(slot_path: Path) -> tuple[int, bool]:
             os.close(fd)
             raise
     return fd, stat.S_ISREG(mode)
+
+
+def _check_guard(slot_path: Path, fd: int | None) -> None:
+    """Refuse a slot that is (now) the other slot or another configured file."""
+    guard = slot_path.guard if isinstance(slot_path, SlotPath) else None
+    if guard is None:
+        return
+    try:
+        problem = guard.conflict(slot_path, fd)
+    except OSError as e:
+        raise SlotError(f"cannot examine slot {slot_path}: {e.strerror}") from e
+    if problem is not None:
+        raise SlotError(
+            f"slot {slot_path} {problem}: refusing to write it (fix the slot's path or link)"
+        )
 
 
 def _hash_range(fd: int, length: int, hashers: dict[str, Any], slot_path: Path) -> None:

@@ -10,14 +10,31 @@ Defences (TUF spec, section 1.5.2, "Attacks and weaknesses"):
 * *Slow retrieval*: each file has an overall deadline on the time spent
   waiting for the server (connect, headers and every read), not only a gap
   timeout, so a server trickling one byte a second fails in time. The socket
-  timeout of each body read is cut to what is left of the deadline, and a
-  timer shuts the socket down if the response head is not in by then, so the
-  deadline is kept to within scheduling noise. Time the caller spends between chunks
-  (writing to the slot, rate limiting) does not count: the deadline is on the
-  server, not on the pump.
-* *Endless data*: :meth:`AgentFetcher.stream` never yields more than the
-  caller's ``max_length`` and raises as soon as the server sends more;
-  ngclient applies its own caps to metadata through ``download_bytes``.
+  timeout of each read is cut to what is left of the deadline, and a watchdog
+  shuts the socket down when the response head, or any single read of the
+  body, is still running when the deadline passes: no parsing inside
+  http.client or the TLS layer, however many receives it makes, can outlast
+  it. Time the caller spends between chunks (writing to the slot, rate
+  limiting) does not count: the deadline is on the server, not on the pump.
+* *Endless data*: only bodies framed by a ``Content-Length`` are read. A
+  response without one (read until the server closes) or with a
+  ``Transfer-Encoding`` is refused before its body is touched: http.client
+  parses chunked framing (chunk-size lines, unlimited trailer lines) inside
+  a single read and throws it away, so neither the length cap nor the
+  per-read deadline would ever see those bytes. :meth:`AgentFetcher.stream`
+  refuses an announced length above what TUF signed, never yields more than
+  the caller's ``max_length``; ngclient caps metadata through
+  ``download_bytes``.
+* A transfer that ends, or would end, before the length it needs (a dropped
+  connection, a ``206`` covering only part of the rest, a ``200`` shorter
+  than the prefix the pump already holds) is a plain
+  :class:`~tuf.api.exceptions.DownloadError`: retried and resumed later, not
+  mistaken for a wrong image. A
+  :class:`~tuf.api.exceptions.DownloadLengthMismatchError` (the update is
+  refused) means more than signed, announced or sent, or a response stating
+  that the file itself is shorter than signed (a ``200``'s
+  ``Content-Length``, a ``206``'s complete length) in agreement with the
+  prefix received before (TUF spec 5.7.3).
 * Content is requested and taken as is (``Accept-Encoding: identity``, no
   decoding), so the bytes counted and hashed are the bytes TUF signed and no
   compression bomb is inflated; redirects are not followed, and proxies from
@@ -32,7 +49,9 @@ Every failure is raised as a :class:`tuf.api.exceptions.DownloadError`
 :class:`~tuf.api.exceptions.DownloadLengthMismatchError`,
 :class:`~tuf.api.exceptions.DownloadHTTPError` or the base class), the
 contract ngclient expects; :mod:`device_agent.tuf_client` and
-:mod:`device_agent.download` map them to agent errors.
+:mod:`device_agent.download` map them to agent errors. Anything else that a
+malformed response makes the HTTP stack raise is turned into a
+``DownloadError`` too: no response can stop the agent.
 """
 
 from __future__ import annotations
@@ -61,7 +80,11 @@ logger = logging.getLogger(__name__)
 #: caller holds in memory.
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 
-_CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+# ASCII digits only: str.isdigit() and \d also accept other Unicode digits
+# ("\u00b2", which int() then refuses with a ValueError); 18 digits are more
+# than any file needs.
+_CONTENT_LENGTH_RE = re.compile(r"[0-9]{1,18}")
+_CONTENT_RANGE_RE = re.compile(r"bytes ([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18}|\*)")
 
 
 class AgentFetcher(FetcherInterface):
@@ -129,21 +152,31 @@ class AgentFetcher(FetcherInterface):
     def _fetch(self, url: str) -> Iterator[bytes]:
         """Fetch ``url`` for ngclient (metadata, or ``download_target``).
 
-        ngclient caps the length itself; the deadline is :attr:`deadline`.
+        ngclient caps the length itself; the deadline is :attr:`deadline`, and
+        the response must be framed by a ``Content-Length``.
 
         Raises:
             exceptions.SlowRetrievalError: The deadline passed.
             exceptions.DownloadHTTPError: The server answered with an error.
             exceptions.DownloadError: Any other transfer failure.
         """
-        clock = _Clock(self.deadline, url)
-        response = self._request(url, {}, clock)
-        if response.status != 200:
-            _discard(response)
-            raise exceptions.DownloadHTTPError(
-                f"{url}: HTTP status {response.status}", response.status
-            )
-        return self._body(response, clock, url, limit=None)
+        try:
+            clock = _Clock(self.deadline, url)
+            response = self._request(url, {}, clock)
+            try:
+                if response.status != 200:
+                    raise exceptions.DownloadHTTPError(
+                        f"{url}: HTTP status {response.status}", response.status
+                    )
+                _framed_length(response, url)
+            except BaseException:
+                _discard(response)
+                raise
+        except exceptions.DownloadError:
+            raise
+        except Exception as e:  # a malformed response must not stop the agent
+            raise exceptions.DownloadError(f"{url}: {type(e).__name__}: {e}") from e
+        return _download_errors_only(self._body(response, clock, url, expected=None), url)
 
     # ------------------------------------------------------------ firmware
     def stream(self, url: str, start: int, max_length: int) -> Iterator[bytes]:
@@ -152,9 +185,14 @@ class AgentFetcher(FetcherInterface):
         Sends ``Range: bytes=start-`` when ``start > 0`` and accepts a 206 whose
         ``Content-Range`` begins at ``start``; a server that ignores Range and
         answers 200 is read from the beginning and the first ``start`` bytes
-        are dropped. At most ``max_length - start`` bytes are yielded in total;
-        a server that sends more (endless data) fails the transfer. The file's
-        deadline is :meth:`file_deadline` of the bytes to be received.
+        are dropped. The response must announce exactly the bytes still
+        needed in its ``Content-Length`` (no chunked or close-delimited
+        bodies), and exactly ``max_length - start`` bytes are yielded in total:
+        a server that announces more (endless data), or states that the file
+        is shorter than signed, fails the transfer as a length mismatch; one
+        that sends, or would send, less than the rest fails it as a transfer
+        error to retry. The file's deadline is :meth:`file_deadline` of the
+        bytes to be received.
 
         Args:
             url: The file (a consistent-snapshot target URL).
@@ -165,34 +203,45 @@ class AgentFetcher(FetcherInterface):
             ValueError: ``start`` is out of range.
             exceptions.SlowRetrievalError: The deadline passed.
             exceptions.DownloadLengthMismatchError: The server sent or
-                announced more than ``max_length`` bytes.
+                announced more than ``max_length`` bytes, or a file shorter.
             exceptions.DownloadHTTPError: The server answered with an error.
-            exceptions.DownloadError: Any other transfer failure.
+            exceptions.DownloadError: Any other transfer failure: the response
+                is not framed by a ``Content-Length``, the body ended (or would
+                end) before ``max_length``, or the response is malformed.
         """
         if not 0 <= start <= max_length:
             raise ValueError(f"start {start} is outside 0..{max_length}")
         if start == max_length:
             return
+        yield from _download_errors_only(self._stream(url, start, max_length), url)
+
+    def _stream(self, url: str, start: int, max_length: int) -> Iterator[bytes]:
         headers = {"Range": f"bytes={start}-"} if start else {}
         clock = _Clock(self.file_deadline(max_length), url)
         response = self._request(url, headers, clock)
-        skip = 0
-        if response.status == 206 and start:
-            try:
-                _check_content_range(response.headers.get("Content-Range"), start, max_length)
-            except exceptions.DownloadError:
-                _discard(response)
-                raise
-        elif response.status == 200:
-            # The server ignored Range (allowed by RFC 9110, 14.2): read the
-            # prefix again and drop it.
-            skip = start
-        else:
+        try:
+            skip = 0
+            if response.status == 206 and start:
+                total = _check_content_range(
+                    response.headers.get("Content-Range"), start, max_length
+                )
+            elif response.status == 200:
+                # The server ignored Range (allowed by RFC 9110, 14.2): read the
+                # prefix again and drop it.
+                skip = start
+                total = None
+            else:
+                raise exceptions.DownloadHTTPError(
+                    f"{url}: HTTP status {response.status}", response.status
+                )
+            announced = _framed_length(response, url)
+            if response.status == 200:
+                total = announced
+            _check_announced(announced, total, start, max_length, skip, url)
+        except BaseException:
             _discard(response)
-            raise exceptions.DownloadHTTPError(
-                f"{url}: HTTP status {response.status}", response.status
-            )
-        yield from self._body(response, clock, url, limit=max_length - start, skip=skip)
+            raise
+        yield from self._body(response, clock, url, expected=max_length - start, skip=skip)
 
     # ------------------------------------------------------------ internals
     def _request(
@@ -232,6 +281,13 @@ class AgentFetcher(FetcherInterface):
         finally:
             _watch.remaining = None
             clock.spend(time.monotonic() - start)
+        if _watch.fired:
+            # http.client takes the end of the stream for the end of the head:
+            # what it parsed before the socket was shut down is cut short.
+            _discard(response)
+            raise exceptions.SlowRetrievalError(
+                f"{url}: the response head was not received within the deadline"
+            )
         return response
 
     def _body(
@@ -240,27 +296,19 @@ class AgentFetcher(FetcherInterface):
         clock: _Clock,
         url: str,
         *,
-        limit: int | None,
+        expected: int | None,
         skip: int = 0,
     ) -> Iterator[bytes]:
-        """Yield the body; ``limit`` counts the bytes after the ``skip`` ones."""
+        """Yield the body; ``expected`` counts the bytes after the ``skip`` ones.
+
+        The response's framing was checked (:func:`_framed_length`) before.
+        """
         complete = False
+        watchdog = _Watchdog()
         try:
-            announced = response.headers.get("Content-Length")
-            # Endless data, announced: refuse before reading a byte.
-            if (
-                limit is not None
-                and announced is not None
-                and announced.isdigit()
-                and int(announced) - skip > limit
-            ):
-                raise exceptions.DownloadLengthMismatchError(
-                    f"{url}: server announces {int(announced) - skip} bytes, at most "
-                    f"{limit} expected"
-                )
             received = 0
             while True:
-                chunk = self._read(response, clock, url)
+                chunk = self._read(response, clock, url, watchdog)
                 if not chunk:
                     break
                 if skip:
@@ -270,41 +318,131 @@ class AgentFetcher(FetcherInterface):
                     if not chunk:
                         continue
                 received += len(chunk)
-                if limit is not None and received > limit:
+                if expected is not None and received > expected:
                     raise exceptions.DownloadLengthMismatchError(
-                        f"{url}: server sent more than the {limit} bytes expected"
+                        f"{url}: server sent more than the {expected} bytes expected"
                     )
                 yield chunk
+            if expected is not None and received < expected:
+                # Cut short (the connection dropped, or the server sent less
+                # than asked): a transfer failure to retry and resume, not
+                # evidence that the image is wrong.
+                raise exceptions.DownloadError(
+                    f"{url}: the transfer ended after {received} of the {expected} bytes expected"
+                )
             complete = True
         finally:
+            watchdog.stop()
             if complete:
                 response.release_conn()
             else:
                 # Unread bytes would poison the pooled connection: close it.
                 _discard(response)
 
-    def _read(self, response: urllib3.BaseHTTPResponse, clock: _Clock, url: str) -> bytes:
+    def _read(
+        self,
+        response: urllib3.BaseHTTPResponse,
+        clock: _Clock,
+        url: str,
+        watchdog: _Watchdog,
+    ) -> bytes:
         """One read of at most :attr:`chunk_size`, within the file's deadline."""
         remaining = clock.remaining()
         # A gap timeout alone lets a trickling server run forever: cut the
-        # socket timeout to what is left of the whole file's deadline.
+        # socket timeout to what is left of the whole file's deadline. The
+        # socket timeout bounds each receive; the watchdog bounds the read as
+        # a whole, however many receives the layers below make for it.
         sock = getattr(response.connection, "sock", None)
         if sock is not None:
             sock.settimeout(min(self.read_timeout, remaining))
         start = time.monotonic()
+        watchdog.arm(sock, remaining)
         try:
             # read1 returns what one receive gives, so the deadline is checked
             # between receives even when a read(amt) would wait for amt bytes.
             data = response.read1(self.chunk_size, decode_content=False)
-        except urllib3.exceptions.TimeoutError as e:
+        except (urllib3.exceptions.TimeoutError, TimeoutError) as e:
             raise exceptions.SlowRetrievalError(f"{url}: {e}") from e
-        except urllib3.exceptions.HTTPError as e:
-            raise exceptions.DownloadError(f"{url}: {e}") from e
-        except OSError as e:
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            if watchdog.fired:
+                raise exceptions.SlowRetrievalError(
+                    f"{url}: not received within the deadline ({e})"
+                ) from e
             raise exceptions.DownloadError(f"{url}: {e}") from e
         finally:
+            watchdog.disarm()
             clock.spend(time.monotonic() - start)
+        if watchdog.fired:
+            # The socket was shut down under the read, which may then look
+            # like a clean end of the body.
+            raise exceptions.SlowRetrievalError(f"{url}: not received within the deadline")
         return data
+
+
+class _Watchdog:
+    """Shut a socket down when one read outlasts the time it was given.
+
+    One thread per transfer, idle between reads; :meth:`arm` and
+    :meth:`disarm` around every read cost a lock, not a thread.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._sock: socket.socket | None = None
+        self._due: float | None = None
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self.fired = False
+
+    def arm(self, sock: socket.socket | None, seconds: float) -> None:
+        """Shut ``sock`` down unless :meth:`disarm` comes within ``seconds``."""
+        if sock is None:
+            return
+        with self._cond:
+            self._sock, self._due = sock, time.monotonic() + seconds
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="pumpguard-read-deadline", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def disarm(self) -> None:
+        with self._cond:
+            self._sock = self._due = None
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._sock = self._due = None
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                if self._due is None or self._sock is None:
+                    self._cond.wait()
+                    continue
+                left = self._due - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                self.fired = True
+                _shutdown(self._sock)
+                self._sock = self._due = None
+
+
+def _shutdown(sock: socket.socket) -> None:
+    """Stop every read on ``sock`` at once, from another thread."""
+    with contextlib.suppress(OSError, ValueError, TypeError):  # already closed
+        if isinstance(sock, socket.socket):
+            # The TCP socket itself, also under TLS: SSLSocket.shutdown would
+            # drop its SSL object while the reading thread still uses it.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        else:
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 # The status line and headers are read inside urllib3 by http.client, one
@@ -328,8 +466,7 @@ class _HeadDeadline:
 
     def _fire(self, sock: socket.socket) -> None:
         self._fired = True
-        with contextlib.suppress(OSError):  # already closed: nothing to stop
-            sock.shutdown(socket.SHUT_RDWR)
+        _shutdown(sock)
 
     def __enter__(self) -> None:
         if self._timer is not None:
@@ -394,12 +531,86 @@ def _check_url(url: str) -> None:
         raise exceptions.DownloadError(f"{url!r} is not a URL") from e
     if not host or parts.scheme not in ("http", "https"):
         raise exceptions.DownloadError(f"{url!r} is not an http(s) URL")
+    # urlsplit and urllib3 read "http://EVIL\@127.0.0.1" as different hosts
+    # (pumpguard.http.check_server_url); the configured URLs were checked by
+    # it, and nothing ambiguous may be added on the way to a request.
+    if "\\" in url or "@" in parts.netloc:
+        raise exceptions.DownloadError(f"{url!r} has user info or a backslash")
     if parts.scheme == "http" and not is_loopback(host):
         raise exceptions.DownloadError(f"{url!r}: plain http is allowed to loopback only")
 
 
-def _check_content_range(value: str | None, start: int, max_length: int) -> None:
-    m = _CONTENT_RANGE_RE.match(value or "")
+def _framed_length(response: urllib3.BaseHTTPResponse, url: str) -> int:
+    """The body's length from ``Content-Length``; refuse any other framing.
+
+    TUF spec 1.5.2, endless data and slow retrieval: the length of every file
+    is known (firmware: signed in targets metadata) or capped (metadata), so
+    the body must say its length up front. Without a ``Content-Length`` the
+    body runs until the server closes; with a ``Transfer-Encoding``
+    (chunked) http.client reads chunk-size lines and any number of trailer
+    lines inside one read and discards them, bytes that no cap counts and
+    no per-read timeout sees. A server that cannot frame a static file is
+    broken or hostile: the transfer fails (and is retried later) before a
+    byte of the body is read.
+    """
+    if response.headers.get("Transfer-Encoding") is not None:
+        raise exceptions.DownloadError(
+            f"{url}: refusing a response with Transfer-Encoding "
+            f"{response.headers.get('Transfer-Encoding')!r}: only bodies with a "
+            "Content-Length are read"
+        )
+    announced = response.headers.get("Content-Length")
+    if announced is None:
+        raise exceptions.DownloadError(
+            f"{url}: refusing a response without Content-Length (its end would be "
+            "the server's choice)"
+        )
+    value = announced.strip(" \t")
+    if _CONTENT_LENGTH_RE.fullmatch(value) is None:
+        raise exceptions.DownloadError(f"{url}: malformed Content-Length {announced!r}")
+    return int(value)
+
+
+def _check_announced(
+    announced: int, total: int | None, start: int, max_length: int, skip: int, url: str
+) -> None:
+    """Check the body's announced length against the signed length, before reading.
+
+    The body must be exactly the rest of the file (plus the prefix a server
+    ignoring Range sends again). ``total`` is the whole file's length as the
+    response states it (a 200's ``Content-Length``, a 206's complete-length;
+    ``None`` for ``*``).
+    """
+    expected = max_length - start + skip
+    if announced > expected:
+        # Endless data, announced: refuse before reading a byte.
+        raise exceptions.DownloadLengthMismatchError(
+            f"{url}: server announces {announced} bytes, at most {expected} expected"
+        )
+    if announced == expected:
+        return
+    if total is not None and start <= total < max_length:
+        # The server states that the file itself is shorter than signed
+        # (TUF spec 5.7.3), and that agrees with the prefix it already gave:
+        # not the signed image.
+        raise exceptions.DownloadLengthMismatchError(
+            f"{url}: the server's file is {total} bytes, {max_length} signed"
+        )
+    # Fewer bytes than the transfer needs, without saying the file is short
+    # (a partial range of a file of the right length), or contradicting the
+    # prefix this pump already received (a file shorter than the resume
+    # offset: a mirror changing under the transfer): the transfer would end
+    # early, which is retried from the last checkpoint, not taken for proof
+    # of a wrong image.
+    raise exceptions.DownloadError(
+        f"{url}: server announces {announced} bytes, {expected} expected: the transfer "
+        "would end early"
+    )
+
+
+def _check_content_range(value: str | None, start: int, max_length: int) -> int | None:
+    """Check a 206's ``Content-Range``; return the complete length (``None``: ``*``)."""
+    m = _CONTENT_RANGE_RE.fullmatch(value or "")
     if m is None:
         raise exceptions.DownloadError(f"206 response with bad Content-Range {value!r}")
     first, last, total = int(m.group(1)), int(m.group(2)), m.group(3)
@@ -411,6 +622,22 @@ def _check_content_range(value: str | None, start: int, max_length: int) -> None
         raise exceptions.DownloadLengthMismatchError(
             f"Content-Range {value!r} goes beyond the expected {max_length} bytes"
         )
+    return None if total == "*" else int(total)
+
+
+def _download_errors_only(chunks: Iterator[bytes], url: str) -> Iterator[bytes]:
+    """Yield from ``chunks``, turning any other exception into a DownloadError.
+
+    A malformed response can make urllib3 or http.client raise something
+    unexpected (``ValueError``, ``RuntimeError``...). It must fail this
+    transfer, never escape to the agent's main loop and stop the pump's agent.
+    """
+    try:
+        yield from chunks
+    except exceptions.DownloadError:
+        raise
+    except Exception as e:
+        raise exceptions.DownloadError(f"{url}: {type(e).__name__}: {e}") from e
 
 
 def _discard(response: urllib3.BaseHTTPResponse) -> None:

@@ -14,6 +14,11 @@ the real agent with only the hardware simulated:
   :class:`device_agent.agent.RebootRequested` and the simulator powers on again;
   ``pumpguard agent simulate run`` re-executes itself.
 * **The therapy controller** is a status file the simulator (or a test) writes.
+  A real controller republishes its status every few seconds and the agent
+  treats a status older than ``max_status_age`` (at most a few minutes) as
+  unknown; the simulated one republishes its last status, with a fresh time,
+  at every power-on (:meth:`SimulatedPump.power_on`), and
+  ``pumpguard agent simulate therapy`` publishes a new one.
 
 Simulator firmware images start with a one-line header saying their version
 and how they behave (``ok``, ``selftest-fail``, ``crash``); the self-test
@@ -33,7 +38,7 @@ from typing import Any
 
 from device_agent import _durable
 from device_agent.bootctl import make_boot_control
-from device_agent.config import AgentConfig, load_config
+from device_agent.config import MAX_STATUS_AGE, AgentConfig, load_config
 from device_agent.errors import AgentError
 from device_agent.state import CounterStore, SlotImage, SlotRecords
 
@@ -189,7 +194,7 @@ timeout = 60
 
 [safety]
 status = "file:pump-status.json"
-max_status_age = 86400
+max_status_age = {MAX_STATUS_AGE}
 min_battery_percent = 30
 therapy_download_rate = 4194304
 {window}
@@ -225,13 +230,47 @@ max_state_repeats = 3
         self, therapy: str = "idle", on_mains: bool = True, battery_percent: int = 100
     ) -> None:
         """Play the therapy controller: publish the pump's status."""
+        self._publish_status(self.config(), therapy, on_mains, battery_percent)
+
+    def _republish_status(self, cfg: AgentConfig) -> None:
+        """The therapy controller starts with the pump: its last status, fresh.
+
+        A missing or unreadable status file is left as it is (the agent must
+        keep seeing it as unavailable), and so is a socket status source.
+        The controller is a program other than the agent: its writes are not
+        crash points of the power-loss harness.
+        """
+        if cfg.safety.status_kind != "file":
+            return
+        try:
+            doc = json.loads(cfg.safety.status_path.read_bytes())
+        except (OSError, ValueError):
+            return
+        if not isinstance(doc, dict):
+            return
+        therapy, on_mains, battery = (
+            doc.get("therapy"),
+            doc.get("on_mains"),
+            doc.get("battery_percent"),
+        )
+        if not (
+            isinstance(therapy, str) and isinstance(on_mains, bool) and isinstance(battery, int)
+        ):
+            return
+        with _durable.crash_hook(None):
+            self._publish_status(cfg, therapy, on_mains, battery)
+
+    @staticmethod
+    def _publish_status(
+        cfg: AgentConfig, therapy: str, on_mains: bool, battery_percent: int
+    ) -> None:
         status = {
             "therapy": therapy,
             "on_mains": on_mains,
             "battery_percent": battery_percent,
             "updated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
-        path = self.config().safety.status_path
+        path = cfg.safety.status_path
         _durable.atomic_write(path, json.dumps(status).encode(), "pump status", mode=0o644)
 
     def power_on(self, max_tries: int = 10) -> str:
@@ -242,6 +281,7 @@ max_state_repeats = 3
                 invariant this whole package exists to prevent).
         """
         cfg = self.config()
+        self._republish_status(cfg)
         boot = make_boot_control(cfg.boot.backend, env=cfg.boot.env, slots=tuple(cfg.slots))
         for _ in range(max_tries):
             slot = boot.boot()

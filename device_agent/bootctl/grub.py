@@ -11,10 +11,18 @@ fsync, rename, directory fsync). A crash leaves the old or the new block.
 
 GRUB itself finds the block through the file's current block list at each
 boot, so replacing the file by rename is invisible to it (docs/boot-control.md).
+
+The configured file may be a symlink (``/boot/grub2/grubenv`` ->
+``../efi/EFI/<os>/grubenv`` on EFI systems): GRUB loads the link's target
+from its own partition and never sees the link. So the new block replaces the
+link's *target* (the link stays), resolved at every write, as ``grub-editenv``
+on the link would have written it too. Renaming over the link instead would
+leave the variables in a file GRUB never reads.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import tempfile
@@ -110,7 +118,10 @@ class GrubBootControl(EnvBootControl):
                     f"{self.tool} wrote {written} to {self._describe()}, expected {env}"
                 )
             data = scratch.read_bytes()
+        # The file GRUB reads: the target of a symlinked env (see the module
+        # docstring); os.path.realpath leaves a plain file as it is.
+        target = Path(os.path.realpath(self.env_file))
         try:
-            _durable.atomic_write(self.env_file, data, "bootenv grub", mode=mode)
+            _durable.atomic_write(target, data, "bootenv grub", mode=mode)
         except OSError as e:
             raise BootControlError(f"cannot write {self._describe()}: {e}") from e

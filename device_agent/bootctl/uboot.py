@@ -1,7 +1,15 @@
 """Boot control in U-Boot's redundant environment, driven by libubootenv's tools.
 
 ``fw_env.config`` must name two copies (two lines ``device offset envsize
-[sectorsize [sectors]]``). ``fw_setenv`` loads the copy in force (valid CRC,
+[sectorsize [sectors]]``). The numbers are read as the tools read them, and
+anything they could read differently from a person is refused:
+libubootenv parses a line with ``sscanf("%ms %lli %zx %zx %lx")``, so the
+offset is C's ``strtoll`` base 0 (``0x`` hex, a leading ``0`` octal, else
+decimal) but envsize, sectorsize and sectors are *always hexadecimal*, with
+or without ``0x``: ``8192`` is 0x8192 = 33170 bytes to ``fw_printenv``.
+pumpguard therefore takes sizes only with a ``0x`` prefix (or a single digit,
+the same in any base) and offsets in ``0x`` hex or decimal without leading
+zeros; anything else is an error naming the field. ``fw_setenv`` loads the copy in force (valid CRC,
 newest flag byte), applies the changes in memory, and writes the whole
 environment once, in place, into the *other* copy with the flag byte
 incremented, then fsyncs. A torn write fails that copy's CRC and both the
@@ -25,6 +33,8 @@ with ``saveenv`` (docs/boot-control.md).
 
 from __future__ import annotations
 
+import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +53,11 @@ __all__ = ["EnvCopy", "UBootBootControl", "read_fw_env_config"]
 _MIN_ENV_SIZE = 5 + 64
 # U-Boot's erased-flash pattern.
 _ERASED = b"\xff"
+# How libubootenv reads the numbers (see the module docstring): only the forms
+# that mean the same to the tools and to a reader are accepted.
+_HEX_RE = re.compile(r"0[xX][0-9a-fA-F]{1,16}")
+_DECIMAL_RE = re.compile(r"0|[1-9][0-9]{0,18}")
+_DIGIT_RE = re.compile(r"[0-9]")
 
 
 @dataclass(frozen=True)
@@ -87,12 +102,13 @@ def read_fw_env_config(path: Path) -> tuple[EnvCopy, EnvCopy]:
             raise BootControlError(
                 f"{path}:{number}: expected 'device offset envsize [sectorsize [sectors]]'"
             )
-        try:
-            offset, size = int(fields[1], 0), int(fields[2], 0)
-        except ValueError as e:
-            raise BootControlError(f"{path}:{number}: offset or envsize is not a number") from e
+        where = f"{path}:{number}"
+        offset = _offset(fields[1], where)
+        size = _hex_number(fields[2], "envsize", where)
+        for name, text in zip(("sectorsize", "sectors"), fields[3:], strict=False):
+            _hex_number(text, name, where)
         if size < _MIN_ENV_SIZE:
-            raise BootControlError(f"{path}:{number}: envsize {size} is too small")
+            raise BootControlError(f"{where}: envsize {size:#x} is too small")
         copies.append(EnvCopy(Path(fields[0]), offset, size))
     if len(copies) != 2:
         raise BootControlError(
@@ -102,9 +118,43 @@ def read_fw_env_config(path: Path) -> tuple[EnvCopy, EnvCopy]:
     first, second = copies
     if first.size != second.size:
         raise BootControlError(f"{path}: the two copies differ in envsize")
-    if first.device == second.device and abs(first.offset - second.offset) < first.size:
-        raise BootControlError(f"{path}: the two copies overlap")
+    same_device = os.path.realpath(first.device) == os.path.realpath(second.device)
+    if same_device and abs(first.offset - second.offset) < first.size:
+        raise BootControlError(
+            f"{path}: the two copies overlap (offsets {first.offset:#x} and "
+            f"{second.offset:#x}, envsize {first.size:#x}): a torn write would lose both"
+        )
     return first, second
+
+
+def _offset(text: str, where: str) -> int:
+    """An offset as libubootenv reads it (``strtoll`` base 0), if unambiguous."""
+    if _HEX_RE.fullmatch(text):
+        return int(text, 16)
+    if _DECIMAL_RE.fullmatch(text) or re.fullmatch(r"0{1,19}", text):
+        return int(text)
+    if re.fullmatch(r"0[0-7]+", text):
+        raise BootControlError(
+            f"{where}: offset {text!r} is octal to fw_printenv/fw_setenv "
+            f"({int(text, 8):#x}); write it in hexadecimal with 0x"
+        )
+    raise BootControlError(
+        f"{where}: offset {text!r} is not a number (0x hexadecimal or decimal, not negative)"
+    )
+
+
+def _hex_number(text: str, name: str, where: str) -> int:
+    """A size as libubootenv reads it (always hexadecimal), written with ``0x``."""
+    if _HEX_RE.fullmatch(text):
+        return int(text, 16)
+    if _DIGIT_RE.fullmatch(text):
+        return int(text)  # one digit: the same in any base
+    if re.fullmatch(r"[0-9a-fA-F]{1,16}", text):
+        raise BootControlError(
+            f"{where}: {name} {text!r} is ambiguous: fw_printenv and fw_setenv read it as "
+            f"hexadecimal (0x{text} = {int(text, 16)} bytes); write it with 0x"
+        )
+    raise BootControlError(f"{where}: {name} {text!r} is not a number (write it as 0x...)")
 
 
 class UBootBootControl(EnvBootControl):
@@ -233,7 +283,7 @@ class UBootBootControl(EnvBootControl):
             source, output = Path(tmp) / "env.txt", Path(tmp) / "env.img"
             source.write_text("\n".join(lines) + "\n", encoding="utf-8")
             run_tool(
-                [self.mkenvimage, "-r", "-s", str(size), "-o", str(output), str(source)],
+                [self.mkenvimage, "-r", "-s", f"{size:#x}", "-o", str(output), str(source)],
                 self.timeout,
             )
             image = output.read_bytes()

@@ -7,7 +7,11 @@ path, to play a broken network or a malicious mirror:
 * ``ignore_range``: answer 200 with the whole file even when Range was asked;
 * ``trickle[path] = seconds``: send one byte every ``seconds``;
 * ``trickle_head[path] = seconds``: the same, in the response headers;
-* ``endless``: send data without end (no Content-Length);
+* ``endless``: send data without end, announcing an absurd Content-Length
+  (the only framing the agent reads);
+* ``raw[path] = script``: ``script(send, stopping)`` writes the whole response
+  itself, head included, through ``send(bytes)``, which counts the bytes in
+  ``raw_sent`` (chunked framing, endless trailers, malformed headers...);
 * ``drop_after[path] = n``: announce the full length, send ``n`` bytes, close;
 * ``truncate[path] = n``: announce ``n`` bytes and send them (clean short file);
 * ``flip[path] = offset``: invert one byte of the content at ``offset``;
@@ -19,11 +23,12 @@ Paths are URL paths without the leading slash, e.g.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +46,10 @@ class Misbehaviour:
     truncate: dict[str, int] = field(default_factory=dict)
     flip: dict[str, int] = field(default_factory=dict)
     substitute: dict[str, bytes] = field(default_factory=dict)
+    raw: dict[str, Callable[[Callable[[bytes], None], threading.Event], None]] = field(
+        default_factory=dict
+    )
+    raw_sent: int = 0
 
     def clear(self) -> None:
         self.__init__()  # type: ignore[misc]
@@ -81,6 +90,9 @@ class _Handler(BaseHTTPRequestHandler):
         )
         if rel in bad.endless:
             self._endless()
+            return
+        if rel in bad.raw:
+            self._raw(bad.raw[rel])
             return
         if rel in bad.trickle_head:
             self.close_connection = True
@@ -140,8 +152,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
+    def _raw(self, script: Callable[[Callable[[bytes], None], threading.Event], None]) -> None:
+        self.close_connection = True
+        bad = self.server.bad
+
+        def send(data: bytes) -> None:
+            self.wfile.write(data)
+            self.wfile.flush()
+            bad.raw_sent += len(data)
+
+        # The client hanging up is the point of most scripts.
+        with contextlib.suppress(OSError):
+            script(send, self.server.stopping)
+
     def _endless(self) -> None:
         self.send_response(200)
+        self.send_header("Content-Length", str(10**15))
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True

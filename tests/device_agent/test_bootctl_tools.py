@@ -310,3 +310,74 @@ def test_a_failing_tool_is_reported_with_its_stderr(tmp_path: Path, kind: str) -
         boot = UBootBootControl(ready.config_file, SLOTS, printenv=bad)
     with pytest.raises(BootControlError, match="bad failed with exit status 3: device on fire"):
         boot.read()
+
+
+# --- what the tools read, and a symlinked grubenv -------------------------------------
+
+
+def test_grub_writes_through_a_symlinked_env_to_the_file_grub_loads(tmp_path: Path) -> None:
+    """/boot/grub2/grubenv -> ../efi/EFI/<os>/grubenv: GRUB reads the link's target."""
+    require_tool("grub-editenv")
+    (tmp_path / "esp").mkdir()
+    (tmp_path / "boot").mkdir()
+    target = tmp_path / "esp" / "grubenv"
+    subprocess.run(["grub-editenv", str(target), "create"], check=True)
+    subprocess.run(["grub-editenv", str(target), "set", "saved_entry=pump"], check=True)
+    link = tmp_path / "boot" / "grubenv"
+    link.symlink_to("../esp/grubenv")
+    boot = GrubBootControl(link, SLOTS)
+    boot.initialize("a")
+    boot.start_trial("b", 3)
+    assert link.is_symlink()
+    assert _grub_list(target) == "saved_entry=pump\npg_committed=a\npg_trial=b\npg_attempts=3\n"
+    assert boot.read() == BootEnv("a", "b", 3)
+
+
+@pytest.mark.parametrize("size", ["4000", "8192", "16384"])
+def test_uboot_a_size_without_0x_is_refused_because_the_tools_read_it_as_hex(
+    tmp_path: Path, size: str
+) -> None:
+    """libubootenv reads envsize with %zx: "8192" is 0x8192 = 33170 bytes to the tools."""
+    require_tool("fw_printenv")
+    tools_size = int(size, 16)
+    source = tmp_path / "env.txt"
+    source.write_text("pg_committed=a\npg_attempts=0\n", encoding="utf-8")
+    copies = [tmp_path / "uboot-env.0", tmp_path / "uboot-env.1"]
+    for copy in copies:
+        argv = ["mkenvimage", "-r", "-s", hex(tools_size), "-o", str(copy), str(source)]
+        subprocess.run(argv, check=True)
+    config = tmp_path / "fw_env.config"
+    config.write_text("".join(f"{c} 0 {size}\n" for c in copies), encoding="utf-8")
+    # The tools take the bare number as hexadecimal: they read these copies.
+    assert _fw_printenv(config, "pg_committed") == "pg_committed=a\n"
+    with pytest.raises(BootControlError, match=f"envsize '{size}' is ambiguous.*0x{size}"):
+        read_fw_env_config(config)
+    # Written with 0x, pumpguard and the tools agree on the layout.
+    config.write_text("".join(f"{c} 0 0x{size}\n" for c in copies), encoding="utf-8")
+    assert read_fw_env_config(config)[0].size == tools_size
+    assert UBootBootControl(config, SLOTS).read() == BootEnv("a", None, 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # The review's layout: decimal-looking sizes, copies 0x8192 long 8192 apart.
+        ("{env} 0 8192\n{env} 8192 8192\n", r"envsize '8192' is ambiguous"),
+        ("{env} 0x0 0x4000\n{link} 0x2000 0x4000\n", r"the two copies overlap \(offsets"),
+        ("{env} 010 0x4000\n{env} 0x4000 0x4000\n", r"offset '010' is octal"),
+        ("{env} -0x4000 0x4000\n{env} 0x4000 0x4000\n", r"offset '-0x4000' is not a number"),
+        ("{env} 0x0 0x4000 1000\n{env} 0x4000 0x4000 1000\n", r"sectorsize '1000' is ambiguous"),
+        ("{env} 0x0 0x4000z\n{env} 0x4000 0x4000\n", r"envsize '0x4000z' is not a number"),
+    ],
+    ids=["decimal-sizes", "overlap-through-a-symlink", "octal-offset", "negative-offset",
+         "decimal-sectorsize", "trailing-junk"],
+)  # fmt: skip
+def test_uboot_an_ambiguous_or_overlapping_env_config_is_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    env = tmp_path / "uboot.env"
+    (tmp_path / "link.env").symlink_to(env)
+    config = tmp_path / "fw_env.config"
+    config.write_text(text.format(env=env, link=tmp_path / "link.env"), encoding="utf-8")
+    with pytest.raises(BootControlError, match=message):
+        UBootBootControl(config, SLOTS).read()

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from test_agent_config import GOOD
 from tuf.api.metadata import TargetFile
 
 from device_agent._durable import crash_hook
 from device_agent._ratelimit import Pacer
+from device_agent.config import load_config
 from device_agent.download import download_to_slot, verify_slot
-from device_agent.errors import UpdateRefusedError
+from device_agent.errors import SlotError, UpdateRefusedError
 from device_agent.fetcher import AgentFetcher
 from device_agent.tuf_client import TransferError
 from http_support import HttpServer, serve
@@ -292,3 +294,138 @@ def test_pacer_follows_a_changing_limit() -> None:
     pacer.account(10_000)  # unlimited: no sleep
     pacer.account(1000)  # new limit starts afresh
     assert slept == pytest.approx([0.5, 0.5, 0.5])
+
+
+# ----------------------------------------------------- malformed and short
+def _answer(head: bytes, body: bytes) -> Callable[[Callable[[bytes], None], object], None]:
+    """A raw response script for ``HttpServer.bad.raw``."""
+
+    def script(send: Callable[[bytes], None], stopping: object) -> None:
+        send(head + body)
+
+    return script
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"\xb9\xb2", b"12abc", b"-12", b"+12", b"0x0c", b"12, 12", b"", b"1" * 30],
+    ids=["superscript-digits", "trailing-junk", "negative", "plus-sign", "hex", "list", "empty",
+         "30-digits"],
+)  # fmt: skip
+def test_a_malformed_content_length_is_a_transfer_error_not_a_crash(
+    server: HttpServer, tmp_path: Path, value: bytes
+) -> None:
+    """'\\xb9\\xb2'.isdigit() is True and int() refuses it: no ValueError may reach the agent."""
+    body = b"x" * 12
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: " + value + b"\r\nConnection: close\r\n\r\n"
+    server.bad.raw["fw.img"] = _answer(head, body)
+    target = TargetFile.from_data(NAME, body, ["sha256"])
+    with pytest.raises(TransferError) as e:
+        Run()(server, target, tmp_path / "slot-b")
+    assert e.value.reason == "network"
+    assert "Content-Length" in str(e.value)
+
+
+def _prefix(slot: Path, image: bytes, n: int) -> int:
+    slot.write_bytes(image[:n])
+    return n
+
+
+SHORT = ["dropped-without-content-length", "206-shorter-than-asked", "200-shorter-than-resume"]
+
+
+@pytest.mark.parametrize("case", SHORT)
+def test_a_transfer_cut_short_is_retried_and_resumed_not_refused(
+    server: HttpServer, target: TargetFile, image: bytes, tmp_path: Path, case: str
+) -> None:
+    slot = tmp_path / "slot-b"
+    resume = 0
+    if case == "dropped-without-content-length":
+        head = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+        server.bad.raw["fw.img"] = _answer(head, image[: SIZE // 2])
+    elif case == "206-shorter-than-asked":
+        resume = _prefix(slot, image, CHECKPOINT)
+        last = CHECKPOINT + 9999
+        head = (
+            f"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {CHECKPOINT}-{last}/{SIZE}"
+            "\r\nContent-Length: 10000\r\n\r\n"
+        ).encode()
+        server.bad.raw["fw.img"] = _answer(head, image[CHECKPOINT : last + 1])
+    else:
+        # The server ignores Range and its 200 ends before the resume offset.
+        resume = _prefix(slot, image, CHECKPOINT)
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+        server.bad.raw["fw.img"] = _answer(head, image[:10])
+    run = Run()
+    with pytest.raises(TransferError) as e:
+        run(server, target, slot, resume_from=resume)
+    assert e.value.reason == "network"
+    assert SIZE not in run.checkpoints
+    # Retried later, the download resumes from its last checkpoint and completes.
+    server.bad.raw.clear()
+    again = Run()
+    again(server, target, slot, resume_from=max([resume, *run.checkpoints]))
+    assert again.checkpoints[-1] == SIZE
+    verify_slot(slot, target)
+
+
+# ----------------------------------------------------- slot swapped later
+@pytest.mark.parametrize(
+    ("victim", "existing"),
+    [
+        ("slots/a.img", True),
+        ("state/bootenv", True),
+        ("device.key", True),
+        ("state/bootenv", False),
+    ],
+    ids=["the-running-slot", "the-boot-env", "the-device-key", "a-boot-env-not-yet-written"],
+)
+def test_a_slot_swapped_for_another_configured_file_after_loading_is_never_written(
+    server: HttpServer, target: TargetFile, tmp_path: Path, victim: str, existing: bool
+) -> None:
+    (tmp_path / "slots").mkdir()
+    (tmp_path / "state").mkdir()
+    (tmp_path / "slots" / "a.img").write_bytes(b"factory image")
+    (tmp_path / "agent.toml").write_text(GOOD)
+    config = load_config(tmp_path / "agent.toml")
+    protected = tmp_path / victim
+    if existing and not protected.exists():
+        protected.write_bytes(b"precious")
+    before = protected.read_bytes() if existing else None
+    # After loading: slot b becomes a link to another configured file.
+    config.slots["b"].symlink_to(protected)
+    with pytest.raises(SlotError, match="refusing to write it"):
+        Run()(server, target, config.slots["b"])
+    if existing:
+        assert protected.read_bytes() == before
+    else:
+        assert not protected.exists()
+
+
+# ----------------------------------------------------- rate limit slices
+@pytest.mark.parametrize(
+    ("rates", "slept"),
+    [
+        # Throttled to 1 KiB/s, the infusion ends after 3 s: the pause ends then.
+        ([1024.0, 1024.0, 1024.0, None], [1.0, 1.0, 1.0]),
+        # A higher limit arrives: the pause ends, the new limit starts afresh.
+        ([1024.0, 1024.0, 4096.0], [1.0, 1.0]),
+        # The limit stays: the whole pause, in one-second slices.
+        ([1024.0] * 8, [1.0] * 5),
+    ],
+    ids=["limit-lifted", "limit-raised", "limit-kept"],
+)
+def test_a_long_rate_limit_pause_rereads_the_limit_every_second(
+    rates: list[float | None], slept: list[float]
+) -> None:
+    now = [0.0]
+    sleeps: list[float] = []
+    polls = iter(rates)
+
+    def sleep(s: float) -> None:
+        sleeps.append(s)
+        now[0] += s
+
+    pacer = Pacer(lambda: next(polls), sleep=sleep, clock=lambda: now[0])
+    pacer.account(5 * 1024)  # one chunk worth 5 s at 1 KiB/s
+    assert sleeps == pytest.approx(slept)

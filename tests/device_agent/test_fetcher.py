@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import urllib3
 from tuf.api import exceptions
 
 from device_agent.fetcher import AgentFetcher
@@ -182,3 +185,148 @@ def test_tls_refuses_server_of_unknown_ca(tls_server: tuple[HttpServer, Path]) -
     fetcher = AgentFetcher(client_cert=pki / "pump.crt", client_key=pki / "pump.key")
     with pytest.raises(exceptions.DownloadError):
         fetcher.download_bytes(f"{server.url}/small.json", 100)
+
+
+# ------------------------------------------- framing: chunked, close-delimited
+Send = Callable[[bytes], None]
+
+
+def _drip_forever(send: Send, stopping: threading.Event) -> None:
+    while not stopping.is_set():
+        send(b"0")  # the next chunk-size line, one digit at a time
+        time.sleep(0.05)
+
+
+def chunk_size_line_drip(send: Send, stopping: threading.Event) -> None:
+    send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+    _drip_forever(send, stopping)
+
+
+def endless_trailers(send: Send, stopping: threading.Event) -> None:
+    send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n")
+    lines = (b"X-Pad: " + b"a" * 1000 + b"\r\n") * 64
+    while not stopping.is_set():
+        send(lines)
+
+
+def chunked_despite_content_length(send: Send, stopping: threading.Event) -> None:
+    send(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+    )
+    _drip_forever(send, stopping)
+
+
+def close_delimited_endless(send: Send, stopping: threading.Event) -> None:
+    send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+    while not stopping.is_set():
+        send(b"\xa5" * 65536)
+
+
+UNFRAMED = [
+    chunk_size_line_drip,
+    endless_trailers,
+    chunked_despite_content_length,
+    close_delimited_endless,
+]
+
+
+def _in_thread(fetch: Callable[[], object], timeout: float) -> tuple[BaseException | None, float]:
+    """Run ``fetch``; fail if it is still running after ``timeout`` seconds."""
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            fetch()
+        except BaseException as e:
+            outcome["error"] = e
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    elapsed = time.monotonic() - started
+    assert not thread.is_alive(), f"the fetch still runs after {timeout} s"
+    return outcome.get("error"), elapsed
+
+
+@pytest.mark.parametrize("via", ["metadata", "firmware"])
+@pytest.mark.parametrize("attack", UNFRAMED, ids=[a.__name__ for a in UNFRAMED])
+def test_a_response_not_framed_by_content_length_is_refused_within_the_deadline(
+    server: HttpServer, attack: Callable[[Send, threading.Event], None], via: str
+) -> None:
+    """Chunked framing is parsed inside one read1: it beat both the deadline and the cap."""
+    server.bad.raw["fw.img"] = attack
+    fetcher = AgentFetcher(deadline=1.0, min_rate=1e9, read_timeout=0.5, connect_timeout=1)
+    url = f"{server.url}/fw.img"
+    if via == "metadata":
+        error, elapsed = _in_thread(lambda: fetcher.download_bytes(url, 100), 1.5)
+    else:
+        error, elapsed = _in_thread(lambda: _collect(fetcher.stream(url, 0, 100)), 1.5)
+    # A transfer error (retried later), not a refusal of the signed image.
+    assert isinstance(error, exceptions.DownloadError), error
+    assert not isinstance(error, exceptions.DownloadLengthMismatchError), error
+    assert elapsed < 1.5
+    time.sleep(0.3)  # the server notices the hang-up
+    assert server.bad.raw_sent < 16 * 1024 * 1024  # what the kernel buffers, no more
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["\u00b9\u00b2", "12abc", "-12", "+12", "0x0c", "12, 12", "", "1" * 30],
+    ids=["superscript-digits", "trailing-junk", "negative", "plus-sign", "hex", "list", "empty",
+         "30-digits"],
+)  # fmt: skip
+def test_a_malformed_content_length_fails_the_metadata_transfer(
+    server: HttpServer, value: str
+) -> None:
+    def answer(send: Send, stopping: threading.Event) -> None:
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {value}\r\nConnection: close\r\n\r\n"
+        send(head.encode("latin-1") + b"x" * 12)
+
+    server.bad.raw["small.json"] = answer
+    with pytest.raises(exceptions.DownloadError) as e:
+        AgentFetcher().download_bytes(f"{server.url}/small.json", 100)
+    assert "Content-Length" in str(e.value)
+
+
+def test_the_watchdog_cuts_a_read_that_outlasts_its_deadline() -> None:
+    """No single read, however many receives it makes below, outlives the deadline."""
+    from device_agent.fetcher import _Watchdog
+
+    quiet, _peer = socket.socketpair()
+    with quiet, _peer:
+        quiet.settimeout(5)  # far beyond the deadline: only the watchdog can end it early
+        watchdog = _Watchdog()
+        try:
+            watchdog.arm(quiet, 10.0)
+            watchdog.disarm()  # a read that finished in time is left alone
+            time.sleep(0.1)
+            assert not watchdog.fired
+            started = time.monotonic()
+            watchdog.arm(quiet, 0.3)
+            data = quiet.recv(1024)
+            elapsed = time.monotonic() - started
+            watchdog.disarm()
+        finally:
+            watchdog.stop()
+    assert data == b""
+    assert watchdog.fired
+    assert 0.25 <= elapsed < 1.5
+
+
+@pytest.mark.parametrize("via", ["metadata", "firmware"])
+def test_an_unexpected_error_of_the_http_stack_is_a_download_error(
+    server: HttpServer, monkeypatch: pytest.MonkeyPatch, via: str
+) -> None:
+    """Whatever a malformed response makes urllib3 raise, the agent sees a DownloadError."""
+
+    def broken(*args: object, **kwargs: object) -> bytes:
+        raise RuntimeError("parser state the response should never reach")
+
+    monkeypatch.setattr(urllib3.response.HTTPResponse, "read1", broken)
+    fetcher = AgentFetcher()
+    with pytest.raises(exceptions.DownloadError, match="RuntimeError"):
+        if via == "metadata":
+            fetcher.download_bytes(f"{server.url}/small.json", 100)
+        else:
+            _collect(fetcher.stream(f"{server.url}/fw.img", 0, SIZE))
