@@ -459,7 +459,14 @@ _CONTROLS = (
             _FETCHER, "test_rejects_endless_data", "test_rejects_announced_oversize_before_reading"
         )
         + _n(_TUF_CLIENT, "test_rejects_oversized_metadata")
-        + _cases(_DOWNLOAD, "test_rejects_corrupt_firmware", "endless-length", "oversized-length"),
+        + _cases(_DOWNLOAD, "test_rejects_corrupt_firmware", "endless-length", "oversized-length")
+        + _n(
+            _FETCHER,
+            "test_a_response_not_framed_by_content_length_is_refused_within_the_deadline",
+            "test_a_malformed_content_length_fails_the_metadata_transfer",
+            "test_an_unexpected_error_of_the_http_stack_is_a_download_error",
+        )
+        + _n(_DOWNLOAD, "test_a_malformed_content_length_is_a_transfer_error_not_a_crash"),
     ),
     Control(
         "C-FETCH-DEADLINE",
@@ -482,7 +489,8 @@ _CONTROLS = (
             "test_slow_metadata_is_a_reported_transfer_error",
             "test_slow_firmware_is_a_reported_transfer_error",
         )
-        + _n(_DOWNLOAD, "test_slow_retrieval_is_a_reported_transfer_error"),
+        + _n(_DOWNLOAD, "test_slow_retrieval_is_a_reported_transfer_error")
+        + _n(_FETCHER, "test_the_watchdog_cuts_a_read_that_outlasts_its_deadline"),
     ),
     Control(
         "C-SLOT-HASH-STREAM",
@@ -1231,6 +1239,10 @@ _CONTROLS = (
             "test_install_is_allowed_only_when_every_rule_allows_it",
             "test_file_provider_reads_the_controllers_status",
             "test_socket_provider_reads_one_document",
+        )
+        + _n(
+            "device_agent/test_simulator",
+            "test_the_simulator_config_keeps_a_status_only_minutes_fresh",
         ),
     ),
     Control(
@@ -1251,7 +1263,8 @@ _CONTROLS = (
         _n(_INTERLOCK, "test_download_is_rate_limited_during_therapy_and_when_status_unknown")
         + _n(
             _DOWNLOAD, "test_pacer_follows_a_changing_limit", "test_rate_limit_is_polled_per_chunk"
-        ),
+        )
+        + _n(_DOWNLOAD, "test_a_long_rate_limit_pause_rereads_the_limit_every_second"),
     ),
     Control(
         "C-DURABLE-STATE",
@@ -1317,7 +1330,8 @@ _CONTROLS = (
             "test_resumes_with_range_after_dropped_connection",
             "test_skips_prefix_when_server_ignores_range",
             "test_complete_offset_makes_no_request",
-        ),
+        )
+        + _n(_DOWNLOAD, "test_a_transfer_cut_short_is_retried_and_resumed_not_refused"),
     ),
     Control(
         "C-AB-TRIAL-BOOT",
@@ -1368,6 +1382,12 @@ _CONTROLS = (
             "test_update_is_installed_committed_and_reported",
             "grub",
             "uboot",
+        )
+        + _n(
+            _BOOT_TOOLS,
+            "test_grub_writes_through_a_symlinked_env_to_the_file_grub_loads",
+            "test_uboot_a_size_without_0x_is_refused_because_the_tools_read_it_as_hex",
+            "test_uboot_an_ambiguous_or_overlapping_env_config_is_refused",
         ),
     ),
     Control(
@@ -1444,7 +1464,16 @@ _CONTROLS = (
             "test_bad_config_names_what_is_wrong",
             "test_unreadable_and_non_toml_configs_are_config_errors",
         )
-        + _n(_BOOTCTL, "test_bad_slot_configuration_is_refused"),
+        + _n(_BOOTCTL, "test_bad_slot_configuration_is_refused")
+        + _n(
+            "device_agent/test_agent_config",
+            "test_a_slot_that_is_another_configured_file_is_refused",
+            "test_a_value_that_defeats_a_defence_is_a_config_error_naming_the_key",
+        )
+        + _n(
+            _DOWNLOAD,
+            "test_a_slot_swapped_for_another_configured_file_after_loading_is_never_written",
+        ),
     ),
     Control(
         "C-UPDATE-PATH",
