@@ -133,6 +133,18 @@ def _target_file(update: PendingUpdate) -> TargetFile:
     return TargetFile(update.length, dict(update.hashes), update.path)
 
 
+class _GiveUpError(Exception):
+    """An action started too often without finishing; :meth:`Agent.step` fails the update."""
+
+    def __init__(
+        self, record: StateRecord, error: UpdateRefusedError, next_state: AgentState
+    ) -> None:
+        super().__init__(str(error))
+        self.record = record
+        self.error = error
+        self.next_state = next_state
+
+
 def _remember(record: StateRecord, path: str) -> tuple[str, ...]:
     """The record's failed targets with ``path`` added (the newest 16)."""
     return tuple(dict.fromkeys((*record.failed_targets, path)))[-16:]
@@ -243,14 +255,33 @@ class Agent:
             error=error,
         )
 
-    def _begin(self, record: StateRecord) -> StateRecord:
-        """Count a started attempt of the current state, durably, before acting."""
+    def _begin(
+        self,
+        record: StateRecord,
+        next_state: AgentState,
+        give_up: Callable[[int], UpdateRefusedError],
+        *,
+        remember: str | None = None,
+    ) -> StateRecord:
+        """Count a started attempt of the current state, durably, before acting.
+
+        Args:
+            record: The persisted record.
+            next_state: Where to go when the attempts are used up.
+            give_up: The refusal to report, given the attempts interrupted.
+            remember: A target to remember as failed when giving up.
+
+        Raises:
+            _GiveUpError: The state was started more than ``max_state_repeats``
+                times without finishing; :meth:`step` fails the update.
+        """
         started = replace(record, repeats=record.repeats + 1)
         self.store.save(started)
+        if started.repeats > self.config.max_state_repeats:
+            if remember is not None:
+                started = replace(started, failed_targets=_remember(started, remember))
+            raise _GiveUpError(started, give_up(started.repeats - 1), next_state)
         return started
-
-    def _looping(self, record: StateRecord) -> bool:
-        return record.repeats > self.config.max_state_repeats
 
     def _reboot(self) -> None:
         command = self.config.boot.reboot_command
@@ -399,7 +430,10 @@ class Agent:
             S.ROLLING_BACK: self._do_rolling_back,
             S.REPORTING: self._do_reporting,
         }
-        return actions[record.state](record)
+        try:
+            return actions[record.state](record)
+        except _GiveUpError as e:
+            return self._fail(e.record, e.error, e.next_state)
 
     def _do_idle(self, record: StateRecord) -> StepResult:
         self.store.transition(record, S.CHECKING)
@@ -489,13 +523,11 @@ class Agent:
         update = record.update
         if update is None:
             raise AgentError("agent state 'downloading' without an update")
-        record = self._begin(record)
-        if self._looping(record):
-            return self._fail(
-                record,
-                UpdateRefusedError("downloading keeps failing; giving up", "loop"),
-                S.REPORTING,
-            )
+        record = self._begin(
+            record,
+            S.REPORTING,
+            lambda _: UpdateRefusedError("downloading keeps failing; giving up", "loop"),
+        )
         self.slot_records.set(update.slot, None)
         if update.downloaded == 0:
             self.outbox.append("download-start", {"path": update.path, "slot": update.slot})
@@ -564,11 +596,9 @@ class Agent:
         update = record.update
         if update is None:
             raise AgentError("agent state 'installing' without an update")
-        record = self._begin(record)
-        if self._looping(record):
-            return self._fail(
-                record, UpdateRefusedError("installing keeps failing", "loop"), S.ROLLING_BACK
-            )
+        record = self._begin(
+            record, S.ROLLING_BACK, lambda _: UpdateRefusedError("installing keeps failing", "loop")
+        )
         slot_path = self.config.slots[update.slot]
         try:
             # The slot was verified when downloaded; check again right before
@@ -595,6 +625,7 @@ class Agent:
         update = record.update
         if update is None:
             raise AgentError("agent state 'verifying-boot' without an update")
+        slot = update.slot
         env = self.boot.read()
         booted = booted_slot(self.config)
         if env.committed == update.slot:
@@ -610,17 +641,14 @@ class Agent:
                 decision = self.safety()
                 if not decision.safe:
                     return self._defer(record, decision)
-                record = self._begin(record)
-                if self._looping(record):
-                    return self._fail(
-                        record,
-                        UpdateRefusedError(
-                            f"rebooted {record.repeats - 1} times without the bootloader "
-                            f"starting slot {update.slot}",
-                            "boot-not-taken",
-                        ),
-                        S.ROLLING_BACK,
-                    )
+                record = self._begin(
+                    record,
+                    S.ROLLING_BACK,
+                    lambda n: UpdateRefusedError(
+                        f"rebooted {n} times without the bootloader starting slot {slot}",
+                        "boot-not-taken",
+                    ),
+                )
                 self._reboot()
             return self._fail(
                 record,
@@ -636,17 +664,14 @@ class Agent:
             # the pump or the agent during it fails after max_state_repeats.
             # Waiting for a safe window afterwards is not counted: an
             # infusion may last hours, and that is not a crash.
-            record = self._begin(record)
-            if self._looping(record):
-                return self._fail(
-                    record,
-                    UpdateRefusedError(
-                        f"verifying the new firmware was interrupted {record.repeats - 1} times "
-                        "(crash loop)",
-                        "crash-loop",
-                    ),
-                    S.ROLLING_BACK,
-                )
+            record = self._begin(
+                record,
+                S.ROLLING_BACK,
+                lambda n: UpdateRefusedError(
+                    f"verifying the new firmware was interrupted {n} times (crash loop)",
+                    "crash-loop",
+                ),
+            )
             try:
                 self._selftest(update)
             except UpdateRefusedError as e:
@@ -661,16 +686,13 @@ class Agent:
         # Commit attempts are bounded too (a boot environment that cannot be
         # written): the image passed its self-test, but an uncommitted trial
         # must not linger.
-        record = self._begin(record)
-        if self._looping(record):
-            return self._fail(
-                record,
-                UpdateRefusedError(
-                    f"committing slot {update.slot} failed {record.repeats - 1} times",
-                    "commit-failed",
-                ),
-                S.ROLLING_BACK,
-            )
+        record = self._begin(
+            record,
+            S.ROLLING_BACK,
+            lambda n: UpdateRefusedError(
+                f"committing slot {slot} failed {n} times", "commit-failed"
+            ),
+        )
         self.boot.commit(update.slot)
         return self._finish_commit(record, update)
 
@@ -727,19 +749,16 @@ class Agent:
             decision = self.safety()
             if not decision.safe:
                 return self._defer(record, decision)
-            record = self._begin(record)
-            if self._looping(record):
-                if update is not None:
-                    record = replace(record, failed_targets=_remember(record, update.path))
-                return self._fail(
-                    record,
-                    UpdateRefusedError(
-                        f"rebooted {record.repeats - 1} times to roll back, but the bootloader "
-                        f"keeps starting {booted_slot(self.config)}, not {env.committed}",
-                        "rollback-not-taken",
-                    ),
-                    S.REPORTING,
-                )
+            record = self._begin(
+                record,
+                S.REPORTING,
+                lambda n: UpdateRefusedError(
+                    f"rebooted {n} times to roll back, but the bootloader keeps starting "
+                    f"{booted_slot(self.config)}, not {env.committed}",
+                    "rollback-not-taken",
+                ),
+                remember=update.path if update else None,
+            )
             self._reboot()
         if update is not None:
             # The image failed on this pump: do not try it again (a new
