@@ -64,13 +64,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import urllib3
 from tuf.api import exceptions
 from tuf.ngclient import FetcherInterface
 
-from pumpguard.http import is_loopback
+from pumpguard.errors import ConfigError
+from pumpguard.http import check_server_url
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "AgentFetcher"]
 
@@ -524,20 +524,11 @@ class _Clock:
 def _check_url(url: str) -> None:
     # Metadata is signed, but mutual TLS credentials, the device's identity
     # and what it asks for are not: never over clear text beyond this machine.
+    # The same check as the configured URLs, read by the parser that connects.
     try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError as e:
-        raise exceptions.DownloadError(f"{url!r} is not a URL") from e
-    if not host or parts.scheme not in ("http", "https"):
-        raise exceptions.DownloadError(f"{url!r} is not an http(s) URL")
-    # urlsplit and urllib3 read "http://EVIL\@127.0.0.1" as different hosts
-    # (pumpguard.http.check_server_url); the configured URLs were checked by
-    # it, and nothing ambiguous may be added on the way to a request.
-    if "\\" in url or "@" in parts.netloc:
-        raise exceptions.DownloadError(f"{url!r} has user info or a backslash")
-    if parts.scheme == "http" and not is_loopback(host):
-        raise exceptions.DownloadError(f"{url!r}: plain http is allowed to loopback only")
+        check_server_url(url, "URL")
+    except ConfigError as e:
+        raise exceptions.DownloadError(str(e)) from e
 
 
 def _framed_length(response: urllib3.BaseHTTPResponse, url: str) -> int:

@@ -74,7 +74,8 @@ def check_server_url(server: str, option: str = "--server") -> str:
         raise ConfigError(f"{option} {server!r}: port 0 cannot be connected to")
     if url.scheme == "http" and not is_loopback(url.host):
         raise ConfigError(
-            f"{option} {server!r}: use https; the API token would cross the network in clear"
+            f"{option} {server!r}: use https; plain http is allowed only to loopback (elsewhere"
+            " an API token or a pump's traffic would cross the network in clear)"
         )
     port = f":{url.port}" if url.port is not None else ""
     return f"{url.scheme}://{url.host}{port}{(url.path or '').rstrip('/')}"
