@@ -5,7 +5,8 @@ finds and persists the next state before that state is acted on. Every action
 is idempotent, so after a crash or power loss anywhere the agent simply runs
 the recorded state's action again (DESIGN.md, Device agent):
 
-* ``downloading`` resumes from the last fsynced checkpoint;
+* ``downloading`` resumes from the last fsynced checkpoint, and so does the
+  next download of the same target after one was given up;
 * ``installing`` re-verifies the slot and re-writes the same boot environment;
 * ``verifying-boot`` asks the boot environment and the booted slot what has
   happened and carries on from there (reboot still pending, bootloader fell
@@ -61,6 +62,7 @@ from device_agent.state import (
     CounterStore,
     Outcome,
     PendingUpdate,
+    ResumePoint,
     SlotImage,
     SlotRecords,
     StateRecord,
@@ -82,7 +84,6 @@ __all__ = ["Agent", "RebootRequested", "StepResult", "booted_slot"]
 logger = logging.getLogger(__name__)
 
 S = AgentState
-_MAX_TRANSFER_FAILURES = 5
 _WAIT_POLL = 5.0
 
 
@@ -161,7 +162,9 @@ class _Runtime:
     failures: int = 0
     poll_interval: float = 0.0
     last_checkin: float = 0.0
-    transfer_failures: int = 0
+    # (target path, monotonic time) of the last failed download attempt: the
+    # pause until the next one is charged to the download's time budget.
+    retry: tuple[str, float] | None = None
 
 
 class Agent:
@@ -262,25 +265,33 @@ class Agent:
         give_up: Callable[[int], UpdateRefusedError],
         *,
         remember: str | None = None,
+        exhausted: UpdateRefusedError | None = None,
     ) -> StateRecord:
         """Count a started attempt of the current state, durably, before acting.
+
+        ``repeats`` counts the attempts that did not finish; downloading
+        resets it whenever a checkpoint advances, so there it counts the
+        attempts in a row that made no progress.
 
         Args:
             record: The persisted record.
             next_state: Where to go when the attempts are used up.
             give_up: The refusal to report, given the attempts interrupted.
             remember: A target to remember as failed when giving up.
+            exhausted: The state's own budget is used up (a download's
+                time): give up with this refusal, whatever the count.
 
         Raises:
             _GiveUpError: The state was started more than ``max_state_repeats``
-                times without finishing; :meth:`step` fails the update.
+                times without finishing, or ``exhausted`` was given;
+                :meth:`step` fails the update.
         """
         started = replace(record, repeats=record.repeats + 1)
         self.store.save(started)
-        if started.repeats > self.config.max_state_repeats:
+        if started.repeats > self.config.max_state_repeats or exhausted is not None:
             if remember is not None:
                 started = replace(started, failed_targets=_remember(started, remember))
-            raise _GiveUpError(started, give_up(started.repeats - 1), next_state)
+            raise _GiveUpError(started, exhausted or give_up(started.repeats - 1), next_state)
         return started
 
     def _reboot(self) -> None:
@@ -433,7 +444,12 @@ class Agent:
         try:
             return actions[record.state](record)
         except _GiveUpError as e:
-            return self._fail(e.record, e.error, e.next_state)
+            given_up = e.record
+            if given_up.state is S.DOWNLOADING and given_up.update is not None:
+                # Giving up ends the round (report, check in, maybe another
+                # target), not the bytes: the same target resumes from here.
+                given_up = replace(given_up, resume=ResumePoint.of(given_up.update))
+            return self._fail(given_up, e.error, e.next_state)
 
     def _do_idle(self, record: StateRecord) -> StepResult:
         self.store.transition(record, S.CHECKING)
@@ -502,7 +518,18 @@ class Agent:
             url=target.url,
             slot=slot,
         )
-        self.store.transition(record, S.DOWNLOADING, update=pending, outcome=None)
+        resume = record.resume
+        if resume is not None and resume.fits(pending):
+            # The same signed bytes into the same slot: a download given up
+            # earlier left them durable (the final hash check still decides).
+            logger.info("resuming %s at byte %d", pending.path, resume.downloaded)
+            pending = replace(pending, downloaded=resume.downloaded)
+            self.outbox.append(
+                "download-start",
+                {"path": pending.path, "slot": slot, "resume_from": resume.downloaded},
+            )
+        # Whatever else the slot held partially is overwritten from here on.
+        self.store.transition(record, S.DOWNLOADING, update=pending, outcome=None, resume=None)
         return StepResult.CONTINUE
 
     def _rate_limit(self) -> Callable[[], float | None]:
@@ -523,22 +550,76 @@ class Agent:
         update = record.update
         if update is None:
             raise AgentError("agent state 'downloading' without an update")
+        # The give-up rule (threat AGT-SLOW, TUF spec 5.7 slow retrieval):
+        # * progress counts as progress: an attempt whose checkpoint advanced
+        #   (at least MIN_CHECKPOINT_BYTES made durable) resets the counter
+        #   of _begin, so a network that drops often, or a pump that loses
+        #   power often, still gets the image through; only attempts in a
+        #   row without progress (killed before a checkpoint, a server that
+        #   sends nothing, or a byte per connection) use up max_state_repeats;
+        # * a round of downloading is also bounded in time: the firmware's
+        #   deadline (metadata_deadline + length / min_firmware_rate), which
+        #   bounds one attempt, bounds the server time of all of them together
+        #   with the pauses between them. Without it a server that hands out
+        #   a little more per connection would keep the pump downloading and
+        #   never checking in for a newer, fixed release;
+        # * giving up ends the round, not the bytes (step keeps a resume
+        #   point): the pump reports, checks in at its next poll and, if the
+        #   same target is still assigned, resumes where it stopped with a
+        #   fresh count and budget. No bound across rounds: each round ends,
+        #   is reported and lets a new assignment take over, and a limit
+        #   there would leave a pump on a poor link without the update for
+        #   good.
+        retry, self._runtime.retry = self._runtime.retry, None
+        if retry is not None and retry[0] == update.path:
+            paused = max(0.0, _time.monotonic() - retry[1])
+            update = replace(update, transfer_seconds=update.transfer_seconds + paused)
+            record = replace(record, update=update)
+        budget = self.fetcher.file_deadline(update.length)
+        exhausted = None
+        if update.transfer_seconds >= budget:
+            exhausted = UpdateRefusedError(
+                f"{update.path}: {update.downloaded} of {update.length} bytes after "
+                f"{update.transfer_seconds:.0f} s of downloading (deadline {budget:.0f} s); "
+                "giving up for now, the next round resumes",
+                "slow-retrieval",
+            )
+        last_error = update.last_error
         record = self._begin(
             record,
             S.REPORTING,
-            lambda _: UpdateRefusedError("downloading keeps failing; giving up", "loop"),
+            lambda n: UpdateRefusedError(
+                f"{n} download attempts in a row made no progress; giving up for now",
+                last_error or "loop",
+            ),
+            exhausted=exhausted,
         )
         self.slot_records.set(update.slot, None)
         if update.downloaded == 0:
             self.outbox.append("download-start", {"path": update.path, "slot": update.slot})
         holder = {"record": record}
+        server_time = [update.transfer_seconds]
 
         def checkpoint(done: int) -> None:
             current = holder["record"]
             if current.update is None:
                 return
-            holder["record"] = replace(current, update=replace(current.update, downloaded=done))
+            advanced = done > current.update.downloaded
+            holder["record"] = replace(
+                current,
+                # Progress: this attempt no longer counts as one without.
+                repeats=0 if advanced else current.repeats,
+                update=replace(
+                    current.update,
+                    downloaded=done,
+                    transfer_seconds=server_time[0],
+                    last_error=None if advanced else current.update.last_error,
+                ),
+            )
             self.store.save(holder["record"])
+
+        def on_server_time(seconds: float) -> None:
+            server_time[0] += seconds
 
         try:
             download_to_slot(
@@ -549,21 +630,30 @@ class Agent:
                 on_checkpoint=checkpoint,
                 rate_limit=self._rate_limit(),
                 progress=self.progress,
+                checkpoint_seconds=self.config.checkpoint_interval,
+                on_server_time=on_server_time,
             )
         except UpdateRefusedError as e:
-            return self._fail(holder["record"], e, S.REPORTING)
+            # Not the signed bytes (hash, length): nothing of them is kept.
+            return self._fail(replace(holder["record"], resume=None), e, S.REPORTING)
         except TransferError as e:
-            self._runtime.transfer_failures += 1
-            if self._runtime.transfer_failures >= _MAX_TRANSFER_FAILURES:
-                self._runtime.transfer_failures = 0
-                return self._fail(holder["record"], e, S.REPORTING)
+            current = holder["record"]
             logger.warning("download interrupted, will resume: %s", e)
             self._report_transfer_error(e, update.path)
+            # Stays in downloading with the loop counter as it is: counted at
+            # the start, reset only by a checkpoint that advanced.
+            current = replace(
+                current,
+                update=replace(
+                    current.update or update, transfer_seconds=server_time[0], last_error=e.reason
+                ),
+            )
+            self.store.save(current)
             # The mirror failing says nothing about the update server: tell it.
-            self._maybe_checkin(holder["record"])
-            self.store.transition(holder["record"], S.DOWNLOADING)
+            self._maybe_checkin(current)
+            # The pause from here to the next attempt counts towards the budget.
+            self._runtime.retry = (update.path, _time.monotonic())
             return StepResult.WAIT
-        self._runtime.transfer_failures = 0
         record = holder["record"]
         self.slot_records.set(
             update.slot,

@@ -64,6 +64,9 @@ Example (every key shown; the ones with defaults may be left out)::
 
     [agent]
     max_state_repeats = 3              # a state entered this often without finishing fails
+                                       # (downloading: attempts in a row without progress)
+    checkpoint_interval = 5            # seconds of download between durable checkpoints
+                                       # (also every 16 MiB); 0.25 to 600
 """
 
 from __future__ import annotations
@@ -115,6 +118,11 @@ MAX_STATUS_AGE = 300
 #: all. 1 KiB/s still lets a poor cellular link finish (64 MiB in a day) and
 #: matches the lowest ``therapy_download_rate``.
 MIN_FIRMWARE_RATE = 1024
+#: Bounds of ``[agent] checkpoint_interval`` (seconds). A checkpoint is an
+#: fsync of the slot and a durable state write: more than four a second would
+#: wear the flash for nothing, and beyond ten minutes a power loss on a slow
+#: link (1 KiB/s during an infusion) costs too much of the download.
+CHECKPOINT_INTERVAL_RANGE = (0.25, 600.0)
 
 
 @dataclass(frozen=True)
@@ -296,6 +304,7 @@ class AgentConfig:
     selftest_timeout: float
     safety: SafetyConfig
     max_state_repeats: int
+    checkpoint_interval: float
 
 
 class _Section:
@@ -536,7 +545,12 @@ def load_config(path: Path) -> AgentConfig:
          "therapy_download_rate"},
     )  # fmt: skip
     status_kind, status_path = _status_source(safety.text("status"), base)
-    agent = _Section(_table(data, "agent", required=False), "agent", base, {"max_state_repeats"})
+    agent = _Section(
+        _table(data, "agent", required=False),
+        "agent",
+        base,
+        {"max_state_repeats", "checkpoint_interval"},
+    )
     key = device.path("key")
     root = tuf.path("root")
     metadata_dir = tuf.path("metadata_dir", str(state_dir / "tuf"))
@@ -591,4 +605,5 @@ def load_config(path: Path) -> AgentConfig:
             therapy_download_rate=safety.integer("therapy_download_rate", 262144, 1024, 2**40),
         ),
         max_state_repeats=agent.integer("max_state_repeats", 3, 1, 100),
+        checkpoint_interval=agent.number("checkpoint_interval", 5, *CHECKPOINT_INTERVAL_RANGE),
     )

@@ -13,6 +13,14 @@ of bytes known durable (``on_checkpoint``). On resume the prefix is read back
 from the slot to rebuild the hashes, and the rest is fetched with HTTP Range.
 A prefix that was tampered with on the pump or differs from the server's
 image fails the final hash check like any other corruption.
+
+Checkpoints come every :data:`CHECKPOINT_BYTES`, every ``checkpoint_seconds``
+of downloading (a link throttled to 1 KiB/s during an infusion takes hours
+for 16 MiB, and a power loss must not cost hours) and when a transfer fails,
+each time for at least :data:`MIN_CHECKPOINT_BYTES` of new data. The agent
+counts an attempt as progress only when its checkpoint advanced, so the
+minimum is also what an attempt must deliver to count: a server that sends a
+byte per connection makes no progress (threat AGT-SLOW).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import hmac
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +46,8 @@ from device_agent.tuf_client import VerifiedTarget, translate_download_error
 
 __all__ = [
     "CHECKPOINT_BYTES",
+    "CHECKPOINT_SECONDS",
+    "MIN_CHECKPOINT_BYTES",
     "READ_CHUNK",
     "StreamFetcher",
     "download_to_slot",
@@ -48,6 +59,13 @@ logger = logging.getLogger(__name__)
 #: Bytes between two fsyncs of the slot (and calls of ``on_checkpoint``): at
 #: most this much is downloaded again after a power loss.
 CHECKPOINT_BYTES = 16 * 1024 * 1024
+#: Seconds of downloading after which new data is checkpointed even short of
+#: :data:`CHECKPOINT_BYTES` (the agent's ``[agent] checkpoint_interval``).
+CHECKPOINT_SECONDS = 5.0
+#: The least new data a checkpoint is taken for (unless the image is
+#: complete): an fsync of the slot and a durable state write are not spent on
+#: a few bytes, and an attempt that made fewer durable made no progress.
+MIN_CHECKPOINT_BYTES = 64 * 1024
 #: Size of the reads from the slot when hashing it back.
 READ_CHUNK = 1024 * 1024
 
@@ -72,6 +90,8 @@ def download_to_slot(
     rate_limit: Callable[[], float | None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     checkpoint_bytes: int = CHECKPOINT_BYTES,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
+    on_server_time: Callable[[float], None] | None = None,
 ) -> None:
     """Download ``target`` into the slot at ``slot_path`` and verify it.
 
@@ -86,11 +106,19 @@ def download_to_slot(
         resume_from: Bytes already durable in the slot from an interrupted
             download of the same target (as last given to ``on_checkpoint``).
         on_checkpoint: Called with ``n`` after the slot was fsynced with ``n``
-            bytes of the image durable: every ``checkpoint_bytes`` and, with
-            the full length, once the image is complete and verified.
+            bytes of the image durable: every ``checkpoint_bytes``, after
+            ``checkpoint_seconds``, before a :class:`TransferError` is raised
+            (each time for at least :data:`MIN_CHECKPOINT_BYTES` new bytes)
+            and, with the full length, once the image is complete and
+            verified.
         rate_limit: Polled per chunk; the current limit in bytes/s or ``None``.
         progress: Called with (bytes done, total) after each chunk.
         checkpoint_bytes: Bytes between checkpoints.
+        checkpoint_seconds: Seconds after which new bytes are checkpointed
+            even short of ``checkpoint_bytes``.
+        on_server_time: Called with the seconds spent waiting for the
+            server, for each chunk and for a read that failed (not the time
+            spent writing, hashing or rate limiting on the pump).
 
     Raises:
         UpdateRefusedError: The image does not match a hash
@@ -98,8 +126,9 @@ def download_to_slot(
             signed (``length``), or a hash algorithm is unknown
             (``hash-algorithm``). The slot's content is garbage.
         TransferError: The transfer failed, was too slow or ended before
-            the signed length; the slot holds a valid prefix up to the last
-            checkpoint, and the download resumes from there.
+            the signed length; the bytes received were checkpointed first
+            (if at least :data:`MIN_CHECKPOINT_BYTES`), and the download
+            resumes from the last checkpoint.
         SlotError: The slot could not be read or written, or it is another
             configured file.
     """
@@ -121,10 +150,22 @@ def download_to_slot(
         # Rebuild the hash state from the durable prefix (one read pass).
         _hash_range(fd, resume_from, hashers, slot_path)
         offset = last_checkpoint = resume_from
+        checkpointed_at = time.monotonic()
+        least = min(MIN_CHECKPOINT_BYTES, checkpoint_bytes)
+
+        def checkpoint() -> None:
+            nonlocal last_checkpoint, checkpointed_at
+            try:
+                fsync_file(fd, "slot")
+            except OSError as e:
+                raise SlotError(f"cannot write slot {slot_path}: {e.strerror}") from e
+            last_checkpoint, checkpointed_at = offset, time.monotonic()
+            on_checkpoint(offset)
+
         if progress is not None:
             progress(offset, length)
         try:
-            for chunk in fetcher.stream(url, offset, length):
+            for chunk in _timed(fetcher.stream(url, offset, length), on_server_time):
                 # A power loss between here and the next checkpoint costs at
                 # most checkpoint_bytes of download, never a wrong boot: the
                 # slot is only bootable after a complete verification.
@@ -133,20 +174,34 @@ def download_to_slot(
                 for h in hashers.values():
                     h.update(chunk)
                 offset += len(chunk)
-                if offset - last_checkpoint >= checkpoint_bytes and offset < length:
-                    fsync_file(fd, "slot")
-                    last_checkpoint = offset
-                    on_checkpoint(offset)
+                new = offset - last_checkpoint
+                if offset < length and (
+                    new >= checkpoint_bytes
+                    or (new >= least and time.monotonic() - checkpointed_at >= checkpoint_seconds)
+                ):
+                    checkpoint()
                 if progress is not None:
                     progress(offset, length)
                 pacer.account(len(chunk))
         except exceptions.DownloadError as e:
-            raise translate_download_error(e, target_file.path) from e
+            error = translate_download_error(e, target_file.path)
+            if (
+                isinstance(error, TransferError)
+                and offset < length
+                and offset - last_checkpoint >= least
+            ):
+                # What arrived before the connection failed is a valid prefix
+                # like any other: keep it (a network that drops often still
+                # gets the image through, threat AGT-SLOW).
+                checkpoint()
+            raise error from e
         # TUF spec 5.7.3: the length and every hash must match the target.
         # The fetcher never yields more than signed, nor ends short without
         # an error; should it, a short image is a transfer to resume, a long
         # one a refusal.
         if offset < length:
+            if offset - last_checkpoint >= least:
+                checkpoint()
             raise TransferError(
                 f"{target_file.path}: the transfer ended after {offset} of the {length} "
                 "signed bytes",
@@ -195,6 +250,24 @@ def verify_slot(slot_path: Path, target_file: TargetFile) -> None:
 
 
 # ---------------------------------------------------------------- internals
+def _timed(
+    chunks: Iterator[bytes], on_server_time: Callable[[float], None] | None
+) -> Iterator[bytes]:
+    """``chunks``, reporting the time each one (or the failing read) took to arrive."""
+    if on_server_time is None:
+        yield from chunks
+        return
+    while True:
+        began = time.monotonic()
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            return
+        finally:
+            on_server_time(time.monotonic() - began)
+        yield chunk
+
+
 def _hashers(target_file: TargetFile) -> dict[str, Any]:
     hashers: dict[str, Any] = {}
     if not target_file.hashes:

@@ -6,10 +6,14 @@ and, started again, simply re-runs the action of the state it finds on disk.
 
 The persisted record (``state.json``) holds the state, how often the current
 state's action was started without finishing (the loop counter that stops a
-state that keeps crashing the pump), the update in progress and the outcome to
-report. Facts that must outlive an update live in their own files: the
-anti-rollback counter (:class:`CounterStore`) and what each slot holds
-(:class:`SlotRecords`).
+state that keeps crashing the pump; in ``downloading``, attempts in a row that
+made no progress), the update in progress, the outcome to report and, after a
+download was given up, where it can resume (:class:`ResumePoint`). Facts that
+must outlive an update live in their own files: the anti-rollback counter
+(:class:`CounterStore`) and what each slot holds (:class:`SlotRecords`).
+
+Fields added later have defaults, so a state file written by an older agent
+still loads.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
     "IllegalTransitionError",
     "Outcome",
     "PendingUpdate",
+    "ResumePoint",
     "SlotImage",
     "SlotRecords",
     "StateRecord",
@@ -110,6 +115,12 @@ class PendingUpdate:
         slot: The inactive slot it goes into.
         downloaded: Bytes durably written into the slot so far.
         selftest_passed: The new image passed its self-test (commit pending).
+        transfer_seconds: Time this round of downloading spent on the
+            server (waiting for its bytes) and in the pauses between failed
+            attempts, summed over the attempts; bounded by the firmware's
+            deadline (threat AGT-SLOW).
+        last_error: Reason of the last failed download attempt (reported
+            when the attempts without progress run out).
     """
 
     path: str
@@ -121,6 +132,49 @@ class PendingUpdate:
     slot: str
     downloaded: int = 0
     selftest_passed: bool = False
+    transfer_seconds: float = 0.0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """The durable prefix a given-up download left in a slot.
+
+    Giving up a download (attempts without progress, or its time used up)
+    ends the round, so that the pump reports and checks in again, but keeps
+    the checkpointed bytes: when the same target is assigned again, the next
+    round resumes from here instead of byte 0. A prefix that is not the
+    image's still fails the final hash check (threat AGT-TAMPER).
+
+    Attributes:
+        path: TUF target path.
+        length: Its signed length.
+        hashes: Its signed hashes.
+        slot: The slot holding the prefix.
+        downloaded: Bytes of the image durable in the slot.
+    """
+
+    path: str
+    length: int
+    hashes: dict[str, str]
+    slot: str
+    downloaded: int
+
+    @classmethod
+    def of(cls, update: PendingUpdate) -> ResumePoint | None:
+        """Where ``update``'s download stands, or None if nothing is durable yet."""
+        if not 0 < update.downloaded < update.length:
+            return None
+        return cls(update.path, update.length, dict(update.hashes), update.slot, update.downloaded)
+
+    def fits(self, update: PendingUpdate) -> bool:
+        """Whether ``update`` is the same target (path, length, hashes) into the same slot."""
+        return (
+            (self.path, self.length, self.slot) == (update.path, update.length, update.slot)
+            and self.hashes == update.hashes
+            and bool(update.hashes)
+            and 0 < self.downloaded < self.length
+        )
 
 
 @dataclass(frozen=True)
@@ -154,6 +208,7 @@ class StateRecord:
     outcome: Outcome | None = None
     deferred: str | None = None
     failed_targets: tuple[str, ...] = field(default_factory=tuple)
+    resume: ResumePoint | None = None
 
     def to_json(self) -> bytes:
         """Serialise for the state file."""
@@ -169,6 +224,7 @@ class StateRecord:
             doc = json.loads(data)
             update = doc.get("update")
             outcome = doc.get("outcome")
+            resume = doc.get("resume")
             return cls(
                 state=AgentState(doc["state"]),
                 repeats=int(doc.get("repeats", 0)),
@@ -176,6 +232,7 @@ class StateRecord:
                 outcome=Outcome(**outcome) if outcome else None,
                 deferred=doc.get("deferred"),
                 failed_targets=tuple(doc.get("failed_targets", ())),
+                resume=ResumePoint(**resume) if resume else None,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise AgentError(f"agent state {source} is corrupt: {e}") from e

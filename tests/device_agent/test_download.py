@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from tuf.api.metadata import TargetFile
 from device_agent._durable import crash_hook
 from device_agent._ratelimit import Pacer
 from device_agent.config import load_config
-from device_agent.download import download_to_slot, verify_slot
+from device_agent.download import MIN_CHECKPOINT_BYTES, download_to_slot, verify_slot
 from device_agent.errors import SlotError, UpdateRefusedError
 from device_agent.fetcher import AgentFetcher
 from device_agent.tuf_client import TransferError
@@ -127,6 +128,68 @@ def test_resumes_interrupted_download_from_checkpoint(
     assert slot.read_bytes() == image
     assert second.checkpoints[-1] == SIZE
     assert server.log[-1].range == f"bytes={durable}-"
+
+
+@pytest.mark.parametrize(
+    ("dropped_at", "kept"),
+    [
+        (100_000, True),  # before the first byte checkpoint: kept anyway
+        # After checkpoints at 512 KiB steps (the last within one 128 KiB read
+        # of the step): more than MIN_CHECKPOINT_BYTES since it, kept.
+        (3 * CHECKPOINT + 200_000, True),
+        (50_000, False),  # less than MIN_CHECKPOINT_BYTES arrived: not worth one
+    ],
+)
+def test_a_dropped_transfer_checkpoints_what_arrived_before_the_error(
+    server: HttpServer,
+    target: TargetFile,
+    image: bytes,
+    tmp_path: Path,
+    dropped_at: int,
+    kept: bool,
+) -> None:
+    """A network that drops often loses nothing it delivered (issue 19 finding 5)."""
+    slot = tmp_path / "slot-b"
+    server.bad.drop_after["fw.img"] = dropped_at
+    first = Run()
+    with pytest.raises(TransferError) as e:
+        first(server, target, slot)
+    assert e.value.reason == "network"
+    # The last checkpoint is the byte the connection dropped at, or none was taken.
+    assert first.checkpoints[-1:] == ([dropped_at] if kept else []), first.checkpoints
+    server.bad.drop_after.clear()
+    resume = first.checkpoints[-1] if first.checkpoints else 0
+    second = Run()
+    second(server, target, slot, resume_from=resume)
+    assert slot.read_bytes() == image
+    assert server.log[-1].range == (f"bytes={resume}-" if resume else None)
+
+
+def test_a_slow_link_is_checkpointed_every_checkpoint_seconds(
+    server: HttpServer, target: TargetFile, image: bytes, tmp_path: Path
+) -> None:
+    """Far from 16 MiB, a throttled download is still made durable every few seconds."""
+    checkpoints: list[int] = []
+    server_time: list[float] = []
+    began = time.monotonic()
+    download_to_slot(
+        AgentFetcher(chunk_size=64 * 1024),
+        (f"{server.url}/fw.img", target),
+        tmp_path / "slot-b",
+        on_checkpoint=checkpoints.append,
+        rate_limit=lambda: 2 * 1024 * 1024,  # about 1 s for the image
+        checkpoint_seconds=0.2,
+        on_server_time=server_time.append,
+    )
+    wall = time.monotonic() - began
+    assert (tmp_path / "slot-b").read_bytes() == image
+    middle = checkpoints[:-1]
+    assert checkpoints[-1] == SIZE
+    assert len(middle) >= 3, checkpoints
+    gaps = [b - a for a, b in zip([0, *middle], middle, strict=False)]
+    assert min(gaps) >= MIN_CHECKPOINT_BYTES
+    # The pacing is the pump's own doing, not the server's: not charged.
+    assert sum(server_time) < wall / 2, (sum(server_time), wall)
 
 
 def test_resume_of_complete_image_only_verifies(

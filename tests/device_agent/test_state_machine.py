@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +16,7 @@ from device_agent.state import (
     CounterStore,
     IllegalTransitionError,
     PendingUpdate,
+    ResumePoint,
     SlotImage,
     SlotRecords,
     StateRecord,
@@ -100,3 +104,58 @@ def test_slot_records_are_idempotent(tmp_path: Path) -> None:
     assert (tmp_path / "slots.json").stat().st_mtime_ns == before
     records.set("a", None)
     assert records.read() == {}
+
+
+UPDATE = PendingUpdate(
+    "p/2.0.0/firmware.img", "2.0.0", 2, 1000, {"sha256": "ab", "sha512": "cd"}, "u", "b", 400
+)
+
+
+def test_a_state_file_written_before_resume_points_still_loads(tmp_path: Path) -> None:
+    update: dict[str, Any] = {
+        "path": UPDATE.path, "version": "2.0.0", "release_counter": 2, "length": 1000,
+        "hashes": UPDATE.hashes, "url": "u", "slot": "b", "downloaded": 400,
+        "selftest_passed": False,
+    }  # fmt: skip
+    old = {"state": "downloading", "repeats": 2, "update": update, "outcome": None,
+           "deferred": None, "failed_targets": []}  # fmt: skip
+    (tmp_path / "state.json").write_text(json.dumps(old))
+    record = StateStore(tmp_path).load()
+    assert record == StateRecord(state=S.DOWNLOADING, repeats=2, update=UPDATE)
+    assert (record.resume, UPDATE.transfer_seconds, UPDATE.last_error) == (None, 0.0, None)
+
+
+def test_a_resume_point_is_persisted(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    point = ResumePoint.of(UPDATE)
+    assert point == ResumePoint(UPDATE.path, 1000, UPDATE.hashes, "b", 400)
+    store.save(StateRecord(resume=point))
+    assert store.load().resume == point
+
+
+@pytest.mark.parametrize(
+    ("changes", "fits"),
+    [
+        ({}, True),
+        ({"url": "https://another-mirror/fw.img"}, True),  # the same bytes elsewhere
+        ({"path": "p/2.0.1/firmware.img"}, False),
+        ({"length": 1001}, False),
+        ({"hashes": {"sha256": "ab"}}, False),  # fewer hashes: not the same target
+        ({"hashes": {"sha256": "ab", "sha512": "ce"}}, False),
+        ({"hashes": {}}, False),
+        ({"slot": "a"}, False),  # the committed slot changed since
+    ],
+    ids=["same", "other-mirror", "other-path", "other-length", "fewer-hashes",
+         "other-hash", "no-hashes", "other-slot"],
+)  # fmt: skip
+def test_kept_bytes_fit_only_the_same_target_in_the_same_slot(
+    changes: dict[str, Any], fits: bool
+) -> None:
+    point = ResumePoint.of(UPDATE)
+    assert point is not None
+    assert point.fits(replace(UPDATE, downloaded=0, **changes)) is fits
+
+
+@pytest.mark.parametrize("downloaded", [0, 1000], ids=["nothing-durable", "complete"])
+def test_nothing_to_resume_makes_no_resume_point(downloaded: int) -> None:
+    assert ResumePoint.of(replace(UPDATE, downloaded=downloaded)) is None
