@@ -7,8 +7,10 @@ never imports Flask or the signer's key tooling (DESIGN.md, Layout).
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
+import os
 import sys
 from typing import Any
 
@@ -65,19 +67,82 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def main(argv: list[str] | None = None) -> Any:
-    """Run the CLI; a :class:`PumpguardError` becomes one line on stderr.
+#: What to do about the system errors an operator can fix, by errno.
+_OS_ERROR_HINTS: dict[int, str] = {
+    errno.ENOSPC: "free some space and try again",
+    errno.EDQUOT: "free some space or raise the quota and try again",
+    errno.EROFS: "the file system is mounted read-only",
+    errno.EACCES: "check the owner and mode of the file and its folders",
+    errno.EPERM: "check the owner and mode of the file and its folders",
+    errno.EMFILE: "too many open files; raise the limit (ulimit -n)",
+    errno.ENFILE: "the system's open-file table is full",
+    errno.EIO: "the storage may be failing",
+    errno.ENAMETOOLONG: "use a shorter path",
+}
 
-    Exit codes: 0 success, 1 a refused or failed operation, 2 bad usage or
-    configuration, 3 release contract violation, 4 verification failure
-    (signatures, hashes, threshold), 5 a policy check failed (SBOM check or
-    audit findings above the chosen threshold), 130 interrupted.
+
+def _operation(argv: list[str]) -> str:
+    """The command an argument list names, e.g. ``release publish``.
+
+    Only the top-level group takes options, and those are flags, so the
+    command path is the leading words that name subcommands.
     """
+    names: list[str] = []
+    command: click.Command = cli
+    for arg in argv:
+        if arg.startswith("-"):
+            continue
+        if not isinstance(command, click.Group):
+            break
+        try:
+            sub = command.get_command(click.Context(command), arg)
+        except (ImportError, OSError):  # the import itself failed: name what is known
+            break
+        if sub is None:
+            break
+        names.append(arg)
+        command = sub
+    return " ".join(names) or "pumpguard"
+
+
+def _one_line(text: str) -> str:
+    # A file name or a bundle's field may hold a newline or a terminal escape;
+    # the error stays one line that nobody can forge a second line into.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _os_error_message(operation: str, e: OSError) -> str:
+    parts = [e.strerror or str(e)]
+    if e.filename is not None:
+        parts.append(os.fsdecode(e.filename))
+    if e.filename2 is not None:
+        parts.append(os.fsdecode(e.filename2))
+    hint = _OS_ERROR_HINTS.get(e.errno) if e.errno is not None else None
+    return _one_line(f"{operation} failed: {': '.join(parts)}" + (f" ({hint})" if hint else ""))
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Run the CLI; a :class:`PumpguardError` or an OSError becomes one line on stderr.
+
+    Exit codes: 0 success, 1 a refused or failed operation (an OSError such as
+    a full disk included), 2 bad usage or configuration, 3 release contract
+    violation, 4 verification failure (signatures, hashes, threshold), 5 a
+    policy check failed (SBOM check or audit findings above the chosen
+    threshold), 130 interrupted.
+    """
+    args = sys.argv[1:] if argv is None else argv
     try:
-        rv = cli.main(args=argv, standalone_mode=False)
+        rv = cli.main(args=args, standalone_mode=False)
     except PumpguardError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"error: {_one_line(str(e))}", err=True)
         sys.exit(e.exit_code)
+    except OSError as e:
+        # The system refused (ENOSPC, EROFS, EACCES ...): one line naming the
+        # command and the reason, not a traceback. Only OSError: anything else
+        # is a bug and keeps its traceback. (Click itself ends a command whose
+        # stdout reader went away, EPIPE, with a silent exit 1.)
+        click.echo(f"error: {_os_error_message(_operation(args), e)}", err=True)
+        sys.exit(1)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

@@ -33,23 +33,37 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def make_dirs(path: Path) -> None:
+def make_dirs(path: Path, created: list[Path] | None = None) -> list[Path]:
     """Create ``path`` and its missing parents durably.
 
     ``mkdir(parents=True)`` makes the new entries durable only once their
     parents are fsynced; a file fsynced inside a new directory can otherwise
     vanish with it after a power loss. Each directory created here has its
     parent fsynced; directories that already exist are left alone.
+
+    Args:
+        path: The directory to create.
+        created: Each directory this call creates is appended here as soon as
+            it exists, so that a caller undoing a failed operation (a signer
+            publish) knows of those made before a later one failed.
+
+    Returns:
+        ``created``: the directories made, outermost first.
     """
+    created = [] if created is None else created
     missing = []
     current = path
     while not current.exists():
         missing.append(current)
         current = current.parent
     for directory in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # created concurrently: still fsync
+        try:
             directory.mkdir()
+            created.append(directory)
+        except FileExistsError:  # created concurrently: not ours, still fsync
+            pass
         fsync_dir(directory.parent)
+    return created
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -59,19 +73,28 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
         path: Final file name. Its directory must exist.
         data: The complete new content.
         mode: Permission bits of the new file (``0o600`` for secrets).
+
+    Raises:
+        OSError: The write failed; ``path`` keeps its old content, no temporary
+            file is left, and the error names ``path``, not the temporary file.
     """
     directory = path.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    tmp = Path(tmp_name)
+    tmp: Path | None = None
     try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        tmp = Path(tmp_name)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None:
+            # The temporary name means nothing to whoever reads the error.
+            e.filename, e.filename2 = str(path), None
         raise
     fsync_dir(directory)
 

@@ -15,12 +15,17 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import urllib3
 
-from pumpguard.errors import ConfigError, PumpguardError
+from pumpguard.errors import ConfigError, PumpguardError, ReleaseContractError
 from pumpguard.http import check_server_url, error_message
-from signer.bundle import _write_tar, open_bundle
+from pumpguard.jsonutil import loads_strict
+from pumpguard.release import validate_product
+from signer._bundle import MANIFEST, MAX_MEMBERS
+from signer._tarstream import write_tar
+from signer.bundle import open_bundle
 from signer.errors import BundleError
 
 __all__ = ["UploadError", "releases_endpoint", "token_from_env", "upload_bundle"]
@@ -61,8 +66,30 @@ def _chunks(path: Path, advance: Callable[[int], None]) -> Iterator[bytes]:
             yield chunk
 
 
-def _post(url: str, tar: Path, token: str, progress: bool, timeout: float) -> dict[str, Any]:
+def _manifest_product(tar: Path) -> str:
+    """The product a bundle tar's ``bundle.json`` names, to declare before the body.
+
+    The server checks the token's scope over the declared product before it
+    reads one byte of the body, and refuses a bundle of another product; it
+    verifies everything else itself.
+    """
+    try:
+        with tarfile.open(tar, "r:") as archive:
+            for _, member in zip(range(MAX_MEMBERS), archive, strict=False):
+                if member.isfile() and member.name.removeprefix("./") == MANIFEST:
+                    f = archive.extractfile(member)
+                    raw = loads_strict(f.read(64 << 10)) if f else None
+                    return validate_product(raw.get("product") if isinstance(raw, dict) else None)
+    except (tarfile.TarError, OSError, ValueError, ReleaseContractError) as e:
+        raise BundleError(f"cannot read the {MANIFEST} of {tar}: {e}") from e
+    raise BundleError(f"{tar} is not a release bundle (no {MANIFEST})")
+
+
+def _post(
+    url: str, tar: Path, token: str, progress: bool, timeout: float, product: str
+) -> dict[str, Any]:
     size = tar.stat().st_size
+    publish_url = f"{url}?{urlencode({'product': product})}"
     headers = {
         "Content-Type": "application/x-tar",
         "Content-Length": str(size),
@@ -103,9 +130,10 @@ def _post(url: str, tar: Path, token: str, progress: bool, timeout: float) -> di
             ) as bar:
                 task = bar.add_task(tar.name, total=size)
                 body = _chunks(tar, lambda n: bar.advance(task, n))
-                response = http.request("POST", url, body=body, headers=headers)
+                response = http.request("POST", publish_url, body=body, headers=headers)
         else:
-            response = http.request("POST", url, body=_chunks(tar, lambda n: None), headers=headers)
+            body = _chunks(tar, lambda n: None)
+            response = http.request("POST", publish_url, body=body, headers=headers)
     except urllib3.exceptions.HTTPError as e:
         raise UploadError(f"cannot upload to {url}: {e}") from e
     finally:
@@ -155,11 +183,11 @@ def upload_bundle(
     if bundle.is_dir():
         with open_bundle(bundle) as opened, tempfile.TemporaryDirectory() as tmp:
             tar = Path(tmp) / f"{opened.product}-{opened.version}.tar"
-            _write_tar(bundle, tar)
-            return _post(url, tar, token, progress, timeout)
+            write_tar(bundle, tar)
+            return _post(url, tar, token, progress, timeout, opened.product)
     if not bundle.is_file() or not tarfile.is_tarfile(bundle):
         raise BundleError(f"{bundle} is neither a bundle directory nor a bundle .tar")
-    return _post(url, bundle, token, progress, timeout)
+    return _post(url, bundle, token, progress, timeout, _manifest_product(bundle))
 
 
 def token_from_env(name: str) -> str:

@@ -14,17 +14,22 @@ Layout of ``DIR``::
 
 The current repository is whatever ``timestamp.json`` leads to; files of a
 newer version that ``timestamp.json`` does not reach yet are invisible to
-clients, so a crash during a publish leaves the old repository intact.
+clients, so a crash during a publish leaves the old repository intact. A write
+that fails (a full disk, an I/O error) before ``timestamp.json`` is replaced
+also removes every file and folder it created (:mod:`signer._journal`), so the
+repository is byte for byte what it was and the error is one
+:class:`~signer.errors.RepositoryError`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,8 +49,9 @@ from tuf.api.metadata import (
     Timestamp,
 )
 
-from pumpguard.fsutil import atomic_write_bytes, exclusive_lock, fsync_dir, make_dirs
+from pumpguard.fsutil import atomic_write_bytes, exclusive_lock, fsync_dir
 from pumpguard.release import validate_product
+from signer._journal import WriteJournal
 from signer._keymaterial import duplicate_keys
 from signer._signing import SERIALIZER, expiry, require_signer, sign_role, utcnow
 from signer.errors import HashMismatchError, RepositoryError, SignerError
@@ -287,16 +293,55 @@ class Repository:
         return self._load(f"{version}.{name}.json", Targets)
 
     # ----------------------------------------------------------------- writing
-    def _write_versioned(self, role: str, md: Metadata[Any]) -> None:
+    @contextlib.contextmanager
+    def _writing(self, operation: str) -> Iterator[WriteJournal]:
+        """Journal a write; if it fails before its commit point, remove what it created.
+
+        An OSError becomes one :class:`RepositoryError` naming ``operation``,
+        the system's reason and what became of the repository; other errors
+        (a refusal, an interrupt) pass unchanged once the write is undone.
+        """
+        journal = WriteJournal()
+        try:
+            yield journal
+        except BaseException as e:
+            visible = journal.visible()
+            left = journal.undo()
+            if not isinstance(e, OSError):
+                raise
+            raise RepositoryError(self._failure(operation, e, visible, left)) from e
+
+    def _failure(self, operation: str, e: OSError, visible: bool | None, left: list[Path]) -> str:
+        # No absolute path: the server passes this message to API clients.
+        reason = e.strerror or str(e)
+        if visible:
+            return (
+                f"{operation}: published, but {reason} after timestamp.json was replaced"
+                " (the new files may not be on disk yet)"
+            )
+        if visible is None:
+            return (
+                f"{operation} failed: {reason}; timestamp.json cannot be read, so whether"
+                " clients see the new state is unknown (run `pumpguard repo status`)"
+            )
+        if left:
+            names = ", ".join(str(p.relative_to(self.path)) for p in left[:3])
+            return (
+                f"{operation} failed: {reason}; nothing was published, but {len(left)}"
+                f" unreferenced file(s) could not be removed: {names}"
+            )
+        return f"{operation} failed: {reason}; the repository is as it was"
+
+    def _write_versioned(self, role: str, md: Metadata[Any], journal: WriteJournal) -> None:
         # Versions above what timestamp.json reaches are not yet visible, so a
         # leftover of an interrupted write may be replaced; visible ones never.
-        atomic_write_bytes(
-            self.metadata_dir / f"{md.signed.version}.{role}.json", md.to_bytes(SERIALIZER)
-        )
+        path = self.metadata_dir / f"{md.signed.version}.{role}.json"
+        journal.creating(path)
+        atomic_write_bytes(path, md.to_bytes(SERIALIZER))
         logger.info("%s: wrote %s v%d", self.path, role, md.signed.version)
 
     def _publish_online(
-        self, state: RepoState, online: OnlineSigners, now: datetime
+        self, state: RepoState, online: OnlineSigners, now: datetime, journal: WriteJournal
     ) -> tuple[Metadata[Snapshot], Metadata[Timestamp]]:
         """Write a new snapshot and, last and atomically, a new timestamp."""
         root = state.root.signed
@@ -321,10 +366,16 @@ class Repository:
             )
         )
         sign_role(timestamp, root, Timestamp.type, [online.timestamp])
-        atomic_write_bytes(self.metadata_dir / f"{snap_version}.snapshot.json", snap_bytes)
+        snap_path = self.metadata_dir / f"{snap_version}.snapshot.json"
+        journal.creating(snap_path)
+        atomic_write_bytes(snap_path, snap_bytes)
         # TUF spec 5.3/5.4 and DESIGN.md: timestamp.json is replaced last and
-        # atomically, so a client sees the old or the new repository, never a mix.
-        atomic_write_bytes(self.metadata_dir / "timestamp.json", timestamp.to_bytes(SERIALIZER))
+        # atomically, so a client sees the old or the new repository, never a mix;
+        # once it holds the new bytes nothing of this write is removed.
+        ts_path, ts_bytes = self.metadata_dir / "timestamp.json", timestamp.to_bytes(SERIALIZER)
+        journal.creating(ts_path)
+        journal.commit_point(ts_path, ts_bytes)
+        atomic_write_bytes(ts_path, ts_bytes)
         logger.info(
             "%s: snapshot v%d and timestamp v%d published", self.path, snap_version, ts_version
         )
@@ -387,19 +438,22 @@ class Repository:
         sign_role(targets_md, root, Targets.type, signers)
 
         online = _online_from(signers, root)
-        with exclusive_lock(repo._lock):
-            repo.metadata_dir.mkdir(parents=True, exist_ok=True)
-            repo.targets_dir.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(repo._lock), repo._writing(f"creating the repository {path}") as j:
+            j.make_dirs(repo.metadata_dir)
+            j.make_dirs(repo.targets_dir)
+            j.creating(path / CONFIG_NAME)
             atomic_write_bytes(path / CONFIG_NAME, config.to_json())
-            repo._write_versioned("root", root_md)
-            repo._write_versioned("targets", targets_md)
+            repo._write_versioned("root", root_md, j)
+            repo._write_versioned("targets", targets_md, j)
             if online is not None:
-                repo._publish_online(RepoState(root_md, targets_md, None, None, {}), online, now)
+                state = RepoState(root_md, targets_md, None, None, {})
+                repo._publish_online(state, online, now, j)
             fsync_dir(path)
         return repo
 
     def _update_targets(
         self,
+        operation: str,
         state: RepoState,
         change: Any,
         signers: Sequence[Signer],
@@ -412,11 +466,12 @@ class Repository:
         targets.version += 1
         targets.expires = expiry(self.config.expiry_for("targets"), now)
         sign_role(state.targets, state.root.signed, Targets.type, signers)
-        for name, md in (resigned_products or {}).items():
-            self._write_versioned(name, md)
-            state.set_product(name, md)
-        self._write_versioned("targets", state.targets)
-        self._publish_online(state, online, now)
+        with self._writing(operation) as journal:
+            for name, md in (resigned_products or {}).items():
+                self._write_versioned(name, md, journal)
+                state.set_product(name, md)
+            self._write_versioned("targets", state.targets, journal)
+            self._publish_online(state, online, now, journal)
 
     def add_product(
         self,
@@ -452,7 +507,7 @@ class Repository:
                 for key in keys:
                     targets.add_key(key, product)
 
-            self._update_targets(state, change, signers, online, now)
+            self._update_targets(f"adding product {product}", state, change, signers, online, now)
 
     def rotate_product(
         self,
@@ -498,7 +553,9 @@ class Repository:
                 md.signed.expires = expiry(self.config.expiry_for(product), now)
                 sign_role(md, new_targets.signed, product, signers)
                 resigned[product] = md
-            self._update_targets(state, change, signers, online, now, resigned)
+            self._update_targets(
+                f"rotating the keys of {product}", state, change, signers, online, now, resigned
+            )
 
     def rotate_root(
         self,
@@ -551,7 +608,12 @@ class Repository:
                     f"old root keys (has {len(result.first.signed)}) and "
                     f"{result.second.threshold} of the new (has {len(result.second.signed)})"
                 )
-            self._write_versioned("root", new)
+            with self._writing(f"writing root v{root.version}") as journal:
+                # Clients probe for N+1.root.json: once it exists it is visible.
+                journal.commit_point(
+                    self.metadata_dir / f"{root.version}.root.json", new.to_bytes(SERIALIZER)
+                )
+                self._write_versioned("root", new, journal)
             return new
 
     def refresh(
@@ -574,7 +636,8 @@ class Repository:
                 ):
                     due = True
             if due:
-                self._publish_online(state, online, now)
+                with self._writing("re-signing snapshot and timestamp") as journal:
+                    self._publish_online(state, online, now, journal)
             return due
 
     def publish(
@@ -588,7 +651,8 @@ class Repository:
         """Publish a product's next metadata and the release files it adds.
 
         Every check runs before anything is written; a refused update leaves the
-        repository byte-for-byte as it was.
+        repository byte-for-byte as it was, and so does a write that fails before
+        ``timestamp.json`` is replaced (every file and folder it created is removed).
 
         Args:
             product: The product role.
@@ -600,6 +664,8 @@ class Repository:
         Raises:
             PublishRefusedError: Any of the checks of
                 :func:`signer.verification.verify_release_update` fails.
+            RepositoryError: Writing failed (no space left, an I/O error); the
+                message says whether the repository is as it was.
         """
         now = now or utcnow()
         with exclusive_lock(self._lock):
@@ -611,13 +677,15 @@ class Repository:
             # they are not published either.
             for keyid in verified.signatures.unknown:
                 del new.signatures[keyid]
-            for path, target in verified.new_targets.items():
-                directory, _, name = path.rpartition("/")
-                dest = self.targets_dir / directory / f"{target.hashes['sha256']}.{name}"
-                _copy_immutable(files[path], dest, target)
-            self._write_versioned(product, new)
-            state.set_product(product, new)
-            self._publish_online(state, online, now)
+            release = verified.release
+            with self._writing(f"publishing {product} {release.version}") as journal:
+                for path, target in verified.new_targets.items():
+                    directory, _, name = path.rpartition("/")
+                    dest = self.targets_dir / directory / f"{target.hashes['sha256']}.{name}"
+                    _copy_immutable(files[path], dest, target, journal)
+                self._write_versioned(product, new, journal)
+                state.set_product(product, new)
+                self._publish_online(state, online, now, journal)
             logger.info(
                 "%s: published %s %s (counter %d), signed by %s",
                 self.path,
@@ -677,7 +745,7 @@ def _verify_update(
     )
 
 
-def _copy_immutable(src: Path, dest: Path, target: TargetFile) -> None:
+def _copy_immutable(src: Path, dest: Path, target: TargetFile, journal: WriteJournal) -> None:
     """Copy a target file into place durably; the name carries its hash.
 
     The copy is hashed as it is written and must be exactly the verified
@@ -695,7 +763,8 @@ def _copy_immutable(src: Path, dest: Path, target: TargetFile) -> None:
             return
         # Same hash-prefixed name, other content: only a corrupted earlier copy.
         dest.unlink()
-    make_dirs(dest.parent)
+    journal.make_dirs(dest.parent)
+    journal.creating(dest)
     with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", delete=False) as tmp:
         try:
             digest, length = hashlib.sha256(), 0

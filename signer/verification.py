@@ -135,6 +135,7 @@ def verify_release_update(
     files: Mapping[str, FileDigest],
     sbom_json: bytes,
     now: datetime,
+    claimed_version: str | None = None,
 ) -> VerifiedRelease:
     """Decide whether ``new`` may replace ``current`` as ``product``'s metadata.
 
@@ -147,6 +148,9 @@ def verify_release_update(
         files: Length and sha256 of every file the bundle carries, by target path.
         sbom_json: The content of the new release's SBOM file.
         now: The reference time for expiry.
+        claimed_version: The version an unsigned manifest (``bundle.json``)
+            says the update releases; if given, it must be the version of
+            the release the signed metadata adds.
 
     Returns:
         The verified release.
@@ -161,7 +165,8 @@ def verify_release_update(
             not bound to the firmware.
         PublishRefusedError: Any other reason the update cannot be published.
         BundleError: The bundle carries files the metadata does not list, or
-            lacks files it lists.
+            lacks files it lists, or ``claimed_version`` is not the release
+            the metadata adds.
     """
     role = delegation_for(targets, product)
 
@@ -225,6 +230,14 @@ def verify_release_update(
     removed = tuple(sorted(p for p in old_targets if p not in new.signed.targets))
 
     release = _the_new_release(product, added)
+    # Everything is decided from the signed metadata; an unsigned name that
+    # says otherwise is refused, not corrected (issue 19, finding 6): what the
+    # uploader, the log and the index are told is what pumps will install.
+    if claimed_version is not None and claimed_version != release.version:
+        raise BundleError(
+            f"the bundle names version {claimed_version!r}, but its signed metadata "
+            f"adds {product} {release.version}"
+        )
 
     # Anti-rollback: the release contract's counter and version must exceed
     # every published release of the product (threat TUF-ROLLBACK).
