@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg_pool
 import sqlalchemy.exc
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -78,7 +79,15 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(psycopg.OperationalError)
     @app.errorhandler(sqlalchemy.exc.OperationalError)
+    @app.errorhandler(sqlalchemy.exc.TimeoutError)
     def _database_unavailable(e: Exception) -> tuple[Response, int]:
+        if isinstance(e, sqlalchemy.exc.TimeoutError | psycopg_pool.PoolTimeout):
+            # Every pooled connection is in use (a burst, or a flood of
+            # requests that need the database): the pools are bounded on
+            # purpose (threat SRV-DOS), so this request is asked to retry
+            # instead of waiting longer or opening another connection.
+            logger.warning("no database connection free within the pool timeout")
+            return _retry_later()
         if not db.is_unavailable(e):
             # A schema or query error that the driver files under
             # "operational" (SQLite's "no such table"): a server bug, so a
@@ -89,6 +98,9 @@ def _register_error_handlers(app: Flask) -> None:
         # the client should retry (pumps back off), not a server bug. The
         # message names the server's side only; the details go to the log.
         logger.error("database unavailable: %s", e, exc_info=e)
+        return _retry_later()
+
+    def _retry_later() -> tuple[Response, int]:
         response = jsonify(
             {
                 "error": {

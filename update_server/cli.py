@@ -140,17 +140,59 @@ def server_init(
 @_data_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-def server_run(data_dir: Path, host: str, port: int) -> None:
-    """Run the server for the single-machine default (production: see docs/deployment.md)."""
-    from werkzeug.serving import run_simple
+@click.option("--threads", type=int, help="Worker threads (setting threads; default 8).")
+@click.option(
+    "--connection-limit",
+    type=int,
+    help="Client connections kept open (setting connection_limit; default 1000).",
+)
+@click.option(
+    "--header-timeout",
+    type=float,
+    help="Seconds a client has to send a request head (setting header_timeout; default 10).",
+)
+@click.option(
+    "--body-timeout",
+    type=float,
+    help="Seconds a request body may take, an upload 1 s more per 500 bytes"
+    " (setting body_timeout; default 30).",
+)
+def server_run(
+    data_dir: Path,
+    host: str,
+    port: int,
+    threads: int | None,
+    connection_limit: int | None,
+    header_timeout: float | None,
+    body_timeout: float | None,
+) -> None:
+    """Run the server for the single-machine default (production: see docs/deployment.md).
 
+    Serves with waitress: bounded worker threads, a connection cap below the
+    open-file limit, and deadlines for request heads and bodies, so slow or
+    abundant clients cannot exhaust it (threat SRV-DOS). Stops cleanly on
+    SIGTERM or Ctrl-C.
+    """
     from update_server.app import create_app
+    from update_server.config import with_overrides
+    from update_server.serve import serve
 
-    app = create_app(_config(data_dir))
-    click.echo(
-        f"pumpguard server on http://{host}:{port} (TUF at /tuf/, API at /api/v1/)", err=True
-    )
-    run_simple(host, port, app, threaded=True, use_reloader=False)
+    flags = {
+        "threads": threads,
+        "connection_limit": connection_limit,
+        "header_timeout": header_timeout,
+        "body_timeout": body_timeout,
+    }
+    config = with_overrides(_config(data_dir), **{k: v for k, v in flags.items() if v is not None})
+    app = create_app(config)
+
+    def banner(bound_host: str, bound_port: int) -> None:
+        click.echo(
+            f"pumpguard server on http://{bound_host}:{bound_port} (TUF at /tuf/, API at /api/v1/)",
+            err=True,
+        )
+
+    serve(app, config, host, port, ready=banner)
 
 
 @server.command("refresh")

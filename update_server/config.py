@@ -32,6 +32,29 @@ _INT_LIMITS = {
     # A day: the replay window (nonces are kept 2 * clock_skew); beyond it a
     # captured request stays replayable for days and the nonce table grows.
     "clock_skew": 86400,
+    # Worker threads of `server run`: each may hold a database connection
+    # from each pool and a file; more than this is no bound (threat SRV-DOS).
+    "threads": 256,
+    # Client connections `server run` keeps open; at run time also kept
+    # below the open-file limit (update_server.serve).
+    "connection_limit": 100_000,
+    # Request bodies over 256 KiB (release uploads) received at once: each
+    # is spooled to disk before the app sees it, so this bounds the spool.
+    "max_large_bodies": 64,
+    # Connections of each of a process's two database pools; PostgreSQL's
+    # max_connections must cover them for every worker.
+    "db_pool_size": 1000,
+}
+
+# Lowest (exclusive) and highest value of each duration setting (seconds).
+# Zero would close every connection at once; above an hour a timeout is no
+# bound on a slow client (threat SRV-DOS). A pool wait longer than a minute
+# is a hang to the client.
+_SECONDS_LIMITS = {
+    "header_timeout": 3600.0,
+    "body_timeout": 3600.0,
+    "send_timeout": 3600.0,
+    "db_pool_timeout": 60.0,
 }
 
 
@@ -54,6 +77,23 @@ class ServerConfig:
         clock_skew: Seconds a signed device request's timestamp may differ
             from the server's clock.
         public_url: Base URL pumps use for /tuf (documentation only).
+        threads: Worker threads of ``pumpguard server run``.
+        connection_limit: Client connections ``server run`` keeps open; at
+            the limit it drops the oldest connection that has not sent a
+            whole request (also kept below the open-file limit).
+        header_timeout: Seconds a client of ``server run`` has to send a
+            whole request head, from its connection or its previous answer
+            (408 and closed after).
+        body_timeout: Seconds a request body may take; an upload's, one
+            second more per 500 bytes received (408 and closed after).
+        send_timeout: Seconds ``server run`` waits for a client that stopped
+            reading its answer before closing the connection.
+        max_large_bodies: Request bodies over 256 KiB (release uploads) that
+            ``server run`` receives at once; more get 503 and Retry-After.
+        db_pool_size: Database connections of each of a process's two pools
+            (the requests' sessions, and the check-ins').
+        db_pool_timeout: Seconds a request waits for a pooled connection
+            before it is answered 503 with Retry-After.
     """
 
     data_dir: Path
@@ -67,6 +107,14 @@ class ServerConfig:
     max_bundle_bytes: int = 2 << 30
     clock_skew: int = 300
     public_url: str = ""
+    threads: int = 8
+    connection_limit: int = 1000
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    send_timeout: float = 60.0
+    max_large_bodies: int = 2
+    db_pool_size: int = 10
+    db_pool_timeout: float = 2.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -91,6 +139,18 @@ class ServerConfig:
                 f"refresh_interval must be a number of seconds from 0 to {MAX_REFRESH_INTERVAL:g},"
                 f" not {value!r}"
             )
+        for name, most_seconds in _SECONDS_LIMITS.items():
+            value = getattr(self, name)
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+                or not 0 < value <= most_seconds
+            ):
+                raise ConfigError(
+                    f"{name} must be a number of seconds above 0 and at most {most_seconds:g},"
+                    f" not {value!r}"
+                )
 
     @property
     def repo_dir(self) -> Path:
@@ -115,6 +175,14 @@ _ENV_FIELDS = {
     "max_bundle_bytes": int,
     "clock_skew": int,
     "public_url": str,
+    "threads": int,
+    "connection_limit": int,
+    "header_timeout": float,
+    "body_timeout": float,
+    "send_timeout": float,
+    "max_large_bodies": int,
+    "db_pool_size": int,
+    "db_pool_timeout": float,
 }
 
 

@@ -3,21 +3,39 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from pumpguard.errors import ConfigError
 from pumpguard.fsutil import atomic_write_bytes
-from signer import OnlineSigners, PassphraseSource, Repository, load_signer, product_releases
+from pumpguard.release import ReleaseInfo
+from signer import (
+    OnlineSigners,
+    PassphraseSource,
+    Repository,
+    SignerError,
+    load_signer,
+    product_releases,
+)
+from signer.repository import RepoState
+from signer.verification import signature_report
 from update_server import audit
 from update_server.auth import create_token
 from update_server.config import CONFIG_NAME, ServerConfig, load_config
 from update_server.db import engine_for, migrate, session_scope
 from update_server.models import Release
 
-__all__ = ["init_data_dir", "load_online_signers", "sync_release_index"]
+__all__ = [
+    "UnindexedRelease",
+    "init_data_dir",
+    "load_online_signers",
+    "sync_release_index",
+    "unindexed_releases",
+]
 
 
 def load_online_signers(config: ServerConfig) -> OnlineSigners:
@@ -43,24 +61,64 @@ def load_online_signers(config: ServerConfig) -> OnlineSigners:
     return online
 
 
+@dataclass(frozen=True)
+class UnindexedRelease:
+    """A release the repository lists and the database index lacks.
+
+    Attributes:
+        release: The release, from its firmware target.
+        firmware: The firmware target.
+        metadata_version: The version of the product metadata listing it.
+        signers: Keyids of the delegated keys whose signatures on that
+            metadata count (what a publish indexes), sorted.
+        threshold: Signatures the product's delegation requires.
+    """
+
+    release: ReleaseInfo
+    firmware: TargetFile
+    metadata_version: int
+    signers: tuple[str, ...]
+    threshold: int
+
+
+def _counted(state: RepoState, product: str, md: Metadata[Targets]) -> tuple[tuple[str, ...], int]:
+    try:
+        report = signature_report(state.targets.signed, product, md)
+    except (SignerError, ValueError, KeyError):
+        # No delegation to judge by: name every signature the metadata carries.
+        return tuple(sorted(md.signatures)), 0
+    return report.signed, report.threshold
+
+
+def unindexed_releases(session: Session, repo: Repository) -> list[UnindexedRelease]:
+    """Every release the repository lists that the database index lacks, by product."""
+    state = repo.state()
+    known = {(p, v) for p, v in session.execute(select(Release.product, Release.version))}
+    missing = []
+    for product in sorted(state.product_versions):
+        md = state.product(product)
+        if md is None:
+            continue
+        releases = [r for r in product_releases(md) if (r.product, r.version) not in known]
+        if not releases:
+            continue
+        signers, threshold = _counted(state, product, md)
+        for release in releases:
+            fw = md.signed.targets[release.firmware_path]
+            missing.append(UnindexedRelease(release, fw, md.signed.version, signers, threshold))
+    return missing
+
+
 def sync_release_index(session: Session, repo: Repository, published_by: str = "") -> int:
     """Add every release the repository lists to the database index.
 
     Returns:
         The number of releases added.
     """
-    state = repo.state()
-    known = {(r.product, r.version) for r in session.execute(select(Release)).scalars()}
-    added = 0
-    for product in sorted(state.product_versions):
-        md = state.product(product)
-        for release in product_releases(md):
-            if (release.product, release.version) in known or md is None:
-                continue
-            fw = md.signed.targets[release.firmware_path]
-            session.add(Release.index(release, fw, md.signatures, published_by))
-            added += 1
-    return added
+    missing = unindexed_releases(session, repo)
+    for m in missing:
+        session.add(Release.index(m.release, m.firmware, m.signers, published_by))
+    return len(missing)
 
 
 def init_data_dir(

@@ -13,13 +13,15 @@ from typing import Any
 import psycopg
 from flask import Flask, current_app, g
 from psycopg import RawCursor
-from psycopg.pq import TransactionStatus
-from sqlalchemy import Engine, create_engine, event
+from psycopg_pool import ConnectionPool
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = [
-    "DeviceConnections",
+    "DEFAULT_POOL_SIZE",
+    "DEVICE_POOL_NAME",
+    "DevicePool",
     "device_cursor",
     "dispose",
     "engine_for",
@@ -71,10 +73,31 @@ def is_unavailable(error: BaseException) -> bool:
     return False
 
 
-def engine_for(url: str) -> Engine:
-    """An engine with the settings pumpguard relies on for each backend."""
+#: Connections each pool of a process holds by default (ServerConfig.db_pool_size).
+DEFAULT_POOL_SIZE = 10
+
+#: ``application_name`` of the check-ins' connections (pg_stat_activity), unless
+#: the database URL names one.
+DEVICE_POOL_NAME = "pumpguard-checkin"
+
+
+def engine_for(
+    url: str, *, pool_size: int = DEFAULT_POOL_SIZE, pool_timeout: float = 30.0
+) -> Engine:
+    """An engine with the settings pumpguard relies on for each backend.
+
+    The pool holds at most ``pool_size`` connections, with no overflow: a
+    burst of requests waits up to ``pool_timeout`` seconds for one and then
+    fails with SQLAlchemy's pool ``TimeoutError`` (the app answers 503), so a
+    flood never opens more database connections than configured (threat
+    SRV-DOS).
+    """
+    pool = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": pool_timeout}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        _private_sqlite_file(url)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **pool
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -89,10 +112,33 @@ def engine_for(url: str) -> Engine:
         return engine
     # No pre-ping: it costs a round trip on every request (bench/server_load.py);
     # recycling connections bounds how stale one can get instead. Each request
-    # holds at most one pooled connection (device_cursor() keeps its own, one
-    # per thread), so 10 + 10 covers a worker with up to 20 gunicorn threads
-    # (docs/deployment.md).
-    return create_engine(url, pool_recycle=300, pool_size=10, max_overflow=10)
+    # holds at most one connection of this pool at a time, and the check-ins'
+    # connections come from their own pool (DevicePool).
+    return create_engine(url, pool_recycle=300, **pool)
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create the SQLite database file 0600, or make an existing one 0600.
+
+    SQLite creates the ``-wal`` and ``-shm`` files with the mode of the
+    database file, so this keeps all three readable by the server's user
+    only (the database holds token hashes, device keys and the audit log);
+    ones left wider by an older version are narrowed too.
+    """
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.parent.is_dir():
+        return  # SQLite reports the missing folder when it connects.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        with suppress(FileNotFoundError):
+            path.with_name(path.name + suffix).chmod(0o600)
 
 
 def migrate(url: str) -> None:
@@ -107,33 +153,42 @@ def migrate(url: str) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Attach an engine and a per-request session to ``app``."""
-    engine = engine_for(app.config["PUMPGUARD"].database_url)
+    """Attach an engine, a per-request session and the check-ins' pool to ``app``."""
+    config = app.config["PUMPGUARD"]
+    engine = engine_for(
+        config.database_url, pool_size=config.db_pool_size, pool_timeout=config.db_pool_timeout
+    )
     app.extensions["pumpguard.db"] = sessionmaker(engine, expire_on_commit=False)
     app.extensions["pumpguard.engine"] = engine
-    app.extensions["pumpguard.device_connection"] = None
+    app.extensions["pumpguard.device_pool"] = None
     if engine.dialect.name == "postgresql":
         # The engine's connection settings (URL, query options, type
         # adapters), for device_cursor()'s own connections.
         args, kwargs = engine.dialect.create_connect_args(engine.url)
-        app.extensions["pumpguard.device_connection"] = DeviceConnections(list(args), dict(kwargs))
+        app.extensions["pumpguard.device_pool"] = DevicePool(
+            str(args[0]) if args else "",
+            dict(kwargs),
+            size=config.db_pool_size,
+            timeout=config.db_pool_timeout,
+        )
 
     @app.teardown_appcontext
     def _close(_exc: BaseException | None) -> None:
         session = g.pop("db_session", None)
         if session is not None:
             session.close()
-        if g.pop("db_device_cursor", None) is not None:
-            connections: DeviceConnections = app.extensions["pumpguard.device_connection"]
-            connections.release()
+        cursor: RawCursor[Any] | None = g.pop("db_device_cursor", None)
+        if cursor is not None:
+            pool: DevicePool = app.extensions["pumpguard.device_pool"]
+            pool.give_back(cursor.connection)
 
 
 def dispose(app: Flask) -> None:
-    """Close ``app``'s pooled connections and every device connection."""
+    """Close ``app``'s pooled connections, the check-ins' included."""
     app.extensions["pumpguard.engine"].dispose()
-    connections: DeviceConnections | None = app.extensions["pumpguard.device_connection"]
-    if connections is not None:
-        connections.close_all()
+    pool: DevicePool | None = app.extensions["pumpguard.device_pool"]
+    if pool is not None:
+        pool.close()
 
 
 def get_session() -> Session:
@@ -147,91 +202,112 @@ def get_session() -> Session:
 
 
 def device_cursor() -> RawCursor[Any] | None:
-    """This thread's autocommit psycopg cursor on PostgreSQL; None on SQLite.
+    """This request's autocommit psycopg cursor on PostgreSQL; None on SQLite.
 
     The signed device requests (check-ins) run every poll interval for every
     pump, so on PostgreSQL they bypass the session, SQLAlchemy's execution
     layer and its pool: plain psycopg statements (``$n`` placeholders;
-    psycopg prepares a statement after a few uses) on a connection of their
-    own per server thread, opened on first use and kept in autocommit mode,
+    psycopg prepares a statement after a few uses of a connection) on a
+    connection of the process's :class:`DevicePool`, in autocommit mode,
     where each statement is its own transaction and needs no ``BEGIN`` or
     ``COMMIT`` round trip (bench/server_load.py). A caller that writes must
     therefore write everything a request changes in one statement; see
     ``update_server.devices.checkin``.
 
-    A connection that broke (the database restarted, the network failed) is
-    closed when the request ends, and the thread's next request opens a new
-    one; the failing request gets the error.
+    The connection is taken from the pool at the first call of a request
+    (later calls return the same cursor) and given back when the request
+    ends, so a request holds at most one and the process at most the pool's
+    size, however many clients connect (threat SRV-DOS). Call it only when
+    the request needs the database: ``device_auth`` first does every check
+    that needs none.
+
+    Raises:
+        psycopg_pool.PoolTimeout: No connection within the pool's timeout
+            (a psycopg ``OperationalError``: the app answers 503 with
+            ``Retry-After``). A connection that broke (the database
+            restarted) fails the request the same way and is replaced.
     """
-    connections: DeviceConnections | None = current_app.extensions["pumpguard.device_connection"]
-    if connections is None:
+    pool: DevicePool | None = current_app.extensions["pumpguard.device_pool"]
+    if pool is None:
         return None
-    cursor = connections.cursor()
-    g.db_device_cursor = cursor
+    cursor: RawCursor[Any] | None = g.get("db_device_cursor")
+    if cursor is None:
+        cursor = g.db_device_cursor = RawCursor(pool.take())
     return cursor
 
 
-class DeviceConnections:
-    """The autocommit connections of :func:`device_cursor`, one per thread.
+class DevicePool:
+    """The bounded pool of autocommit connections behind :func:`device_cursor`.
 
-    All are tracked, so :func:`dispose` closes them whichever thread opened
-    them.
+    At most ``size`` connections, opened when needed (none before the first
+    check-in), closed after ten idle minutes; a request waits at most
+    ``timeout`` seconds for one. The pool is made in the process that first
+    uses it, so a worker forked from a preloaded app (gunicorn ``--preload``)
+    never shares its parent's sockets.
+
+    Args:
+        conninfo: libpq connection string (may be empty).
+        kwargs: Further connection parameters (SQLAlchemy's, for the same
+            database and type adapters).
+        size: Most connections open at once.
+        timeout: Seconds :meth:`take` waits for a connection.
     """
 
-    def __init__(self, connect_args: list[Any], connect_kwargs: dict[str, Any]) -> None:
-        self._connect_args = connect_args
-        self._connect_kwargs = connect_kwargs
-        self._local = threading.local()
-        self._open: set[psycopg.Connection[Any]] = set()
+    def __init__(self, conninfo: str, kwargs: dict[str, Any], *, size: int, timeout: float) -> None:
+        self._conninfo = conninfo
+        self._kwargs = {"application_name": DEVICE_POOL_NAME, **kwargs, "autocommit": True}
+        self.size = size
+        self.timeout = timeout
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._pid = 0
+        # A forked child's copy of its parent's pool: kept, never used or
+        # closed (its worker threads exist only in the parent).
+        self._inherited: list[ConnectionPool[psycopg.Connection[Any]]] = []
         self._lock = threading.Lock()
 
-    def current(self) -> RawCursor[Any] | None:
-        """This thread's cursor if it has one open, else None."""
-        cursor: RawCursor[Any] | None = getattr(self._local, "cursor", None)
-        if cursor is None or self._local.pid != os.getpid():
-            return None
-        if cursor.connection.closed:  # by dispose(), or by psycopg when it broke
-            self._local.cursor = None
-            self._close(cursor.connection)
-            return None
-        return cursor
-
-    def cursor(self) -> RawCursor[Any]:
-        """This thread's cursor, on a new connection if it has none open."""
-        cursor = self.current()
-        if cursor is None:
-            # First use in this thread, closed by dispose(), or a forked child
-            # (gunicorn --preload) that must not share its parent's socket.
-            conn = psycopg.connect(*self._connect_args, autocommit=True, **self._connect_kwargs)
-            with self._lock:
-                self._open.add(conn)
-            cursor = self._local.cursor = RawCursor(conn)
-            self._local.pid = os.getpid()
-        return cursor
-
-    def release(self) -> None:
-        """At the end of a request: close this thread's connection if it is unusable."""
-        cursor = self.current()
-        if cursor is None:
-            return
-        conn = cursor.connection
-        if conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
-            self._local.cursor = None
-            self._close(conn)
-
-    def close_all(self) -> None:
-        """Close every thread's connection; a thread's next request opens a new one."""
+    def _current(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        pool, pid = self._pool, os.getpid()
+        if pool is not None and self._pid == pid:
+            return pool
         with self._lock:
-            conns, self._open = self._open, set()
-        for conn in conns:
+            if self._pool is None or self._pid != pid:
+                if self._pool is not None:
+                    self._inherited.append(self._pool)
+                self._pool = ConnectionPool(
+                    self._conninfo,
+                    kwargs=self._kwargs,
+                    min_size=0,
+                    max_size=self.size,
+                    timeout=self.timeout,
+                    name=DEVICE_POOL_NAME,
+                    open=True,
+                )
+                self._pid = pid
+            return self._pool
+
+    def take(self) -> psycopg.Connection[Any]:
+        """A connection of the pool; give it back with :meth:`give_back`.
+
+        Raises:
+            psycopg_pool.PoolTimeout: None free within the timeout.
+        """
+        return self._current().getconn()
+
+    def give_back(self, conn: psycopg.Connection[Any]) -> None:
+        """Return ``conn``; one that broke is closed and replaced by the pool."""
+        pool = self._pool
+        if pool is not None and self._pid == os.getpid():
+            pool.putconn(conn)
+        else:  # closed meanwhile (dispose) or another process's
             with suppress(psycopg.Error):
                 conn.close()
 
-    def _close(self, conn: psycopg.Connection[Any]) -> None:
+    def close(self) -> None:
+        """Close every connection; the next :meth:`take` opens a new pool."""
         with self._lock:
-            self._open.discard(conn)
-        with suppress(psycopg.Error):
-            conn.close()
+            pool, self._pool = self._pool, None
+        if pool is not None and self._pid == os.getpid():
+            pool.close()
 
 
 @contextmanager

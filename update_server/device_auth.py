@@ -5,14 +5,22 @@ path with query, the body's sha256, a timestamp and a nonce
 (:mod:`pumpguard.device_auth` is the contract both sides import). The server
 refuses, in this order:
 
-* a request without signature headers, or signed by another device than the
-  one in the URL (401; threat SRV-DEVICE-SPOOF);
-* an unknown or revoked device (401);
-* a body above the route's limit (413), before anything is parsed;
+* a request without the four signature headers, or signed by another device
+  than the one in the URL (401; threat SRV-DEVICE-SPOOF);
+* a declared body above the route's limit (413), before anything is read;
+* a timestamp header more than ``clock_skew`` seconds off the server clock
+  (401 that says the clock is off; threat SRV-REPLAY), checked again once
+  the signature verified;
+* an unknown or revoked device (401): the first check that needs the
+  database, unless the enrollment is cached;
 * a signature that does not verify (401);
-* a timestamp more than ``clock_skew`` seconds off the server clock (401 that
-  says the clock is off; threat SRV-REPLAY);
 * a nonce already seen for this device within the window (409; SRV-REPLAY).
+
+Everything before the enrollment is read needs no database, so a flood of
+forged or unsigned requests costs no database connection; the ones that
+name devices (which must be read before a signature can be checked) share
+the process's bounded pool (:func:`update_server.db.device_cursor`; threat
+SRV-DOS).
 
 The nonce is inserted in the same transaction as the request's own writes,
 and the primary key ``(device_id, nonce)`` makes a second insert fail, so two
@@ -54,17 +62,20 @@ from flask import Flask, current_app, g, request
 from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from pumpguard.device_auth import (
     HEADER_DEVICE,
     HEADER_NONCE,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
+    MAX_TIMESTAMP,
     DeviceAuthError,
     verify_request_signature,
 )
 from update_server.config import ServerConfig
 from update_server.db import device_cursor, get_session
+from update_server.device_keys import check_stored_key
 from update_server.errors import BadRequestError, ConflictError, UnauthorizedError
 from update_server.models import Base, DeviceNonce
 
@@ -96,6 +107,8 @@ DEVICE_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z", re.ASCII)
 F = TypeVar("F", bound=Callable[..., Any])
 
 _SIGNED_HEADERS = (HEADER_DEVICE, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)
+# Digits of the largest timestamp the contract accepts (MAX_TIMESTAMP).
+_MAX_TIMESTAMP_DIGITS = len(str(MAX_TIMESTAMP))
 
 #: Seconds between prunes of expired nonces, per server process.
 PRUNE_INTERVAL = 60.0
@@ -167,13 +180,19 @@ def load_public_key(hex_key: str) -> Ed25519PublicKey:
     outlive or stand for another enrollment; revocation is checked on the
     device row of every request.
 
+    A stored key that enrollment refuses today (small order, non-canonical,
+    outside the prime-order subgroup) is refused here too, so a row written
+    before migration 0003 or by an edit of the database authenticates nothing
+    (threat SRV-DEVICE-SPOOF). A refusal is not cached here; it costs a
+    libsodium check per request (its diagnosis is cached), less than the
+    signature verification a usable key costs.
+
     Raises:
-        ValueError: ``hex_key`` is not 32 bytes of hex.
+        ValueError: ``hex_key`` is not a key a pump may be enrolled with
+            (:class:`~update_server.device_keys.StoredDeviceKeyError`, also a
+            ``DeviceAuthError``: the request gets 401).
     """
-    raw = bytes.fromhex(hex_key)
-    if len(raw) != 32:
-        raise ValueError("an Ed25519 public key is 32 bytes")
-    return Ed25519PublicKey.from_public_bytes(raw)
+    return check_stored_key(hex_key)
 
 
 def signed_request_path() -> str:
@@ -234,6 +253,14 @@ def authenticate_device(
 ) -> AuthenticatedDevice:
     """Authenticate the current request as ``device_id``.
 
+    Every check that needs no database comes first (headers present, signer
+    equal to the URL's device, a valid device id, the declared body within
+    ``max_body``, the timestamp header within the skew window). The
+    enrollment read is the first use of the database: the key must be known
+    before the signature can be checked, so a forged request for an uncached
+    device costs one read on a pooled connection, never a connection of its
+    own.
+
     Args:
         device_id: The device the URL names.
         max_body: Largest request body accepted, in bytes.
@@ -250,15 +277,23 @@ def authenticate_device(
         RequestEntityTooLarge: The body exceeds ``max_body``.
     """
     config: ServerConfig = current_app.config["PUMPGUARD"]
-    claimed = request.headers.get(HEADER_DEVICE)
-    if not claimed:
-        raise UnauthorizedError(f"the request is not signed (no {HEADER_DEVICE} header)")
+    headers = _signed_headers()
     # A device may only act as itself: the signer must be the device in the
     # URL, so one pump's key can never report for another (threat SRV-DEVICE-SPOOF).
+    claimed = headers[HEADER_DEVICE]
     if claimed != device_id:
         raise UnauthorizedError(
             f"the request is signed by device {claimed!r}, not by {device_id!r} in the URL"
         )
+    if not DEVICE_ID_RE.fullmatch(device_id):
+        raise UnauthorizedError(f"device {device_id!r} is not enrolled or was revoked")
+    # Bound the body before reading it: the signature covers it, so it is read
+    # before the sender is authenticated (threat SRV-DOS). A declared length
+    # is refused before the database is asked anything.
+    request.max_content_length = max_body
+    if request.content_length is not None and request.content_length > max_body:
+        raise RequestEntityTooLarge(f"the request body exceeds {max_body} bytes")
+    _check_clock(headers[HEADER_TIMESTAMP], config.clock_skew)
     identities: IdentityCache = current_app.extensions["pumpguard.device_identities"]
     # The deferred write re-checks the enrollment, so only that path may take
     # it from the cache; a request that records its nonce now reads it in its
@@ -266,14 +301,12 @@ def authenticate_device(
     device = identities.get(device_id) if not record_nonce else None
     cached = device is not None
     if device is None:
-        device = _enrolled(device_id, record_nonce) if DEVICE_ID_RE.fullmatch(device_id) else None
+        # The first use of the database: an uncached key must be read before
+        # the signature can be checked.
+        device = _enrolled(device_id, record_nonce)
     if device is None:
         raise UnauthorizedError(f"device {device_id!r} is not enrolled or was revoked")
-    # Bound the body before reading it: the signature covers it, so it is read
-    # before the sender is authenticated (threat SRV-DOS).
-    request.max_content_length = max_body
     body = request.get_data(cache=True)
-    headers = {name: request.headers.get(name, "") for name in _SIGNED_HEADERS}
     method, path = request.method, signed_request_path()
     try:
         timestamp, nonce = verify_request_signature(
@@ -289,23 +322,49 @@ def authenticate_device(
         raise UnauthorizedError(str(e)) from e
     if not cached and not record_nonce:
         identities.put(device)
-    now = time.time()
-    # A captured request is only replayable within the skew window, and the
-    # window is exactly as long as nonces are kept (threat SRV-REPLAY).
-    off = timestamp - now
-    if abs(off) > config.clock_skew:
-        direction = "ahead of" if off > 0 else "behind"
-        raise UnauthorizedError(
-            f"the request timestamp is {abs(int(off))} s {direction} the server clock"
-            f" (at most {config.clock_skew} s allowed): the device clock is off",
-            server_time=int(now),
-        )
+    # Checked again as signed: the early check read an unauthenticated header.
+    now = _check_clock(str(timestamp), config.clock_skew)
     seen_at = datetime.fromtimestamp(now, UTC)
     if record_nonce:
         _record_nonce(get_session(), device_id, nonce, seen_at)
     return AuthenticatedDevice(
         device_id, device.product, device.hardware_id, device.public_key, nonce, seen_at
     )
+
+
+def _signed_headers() -> dict[str, str]:
+    """The four signature headers of the request; 401 if one is missing or empty."""
+    headers = {name: request.headers.get(name, "") for name in _SIGNED_HEADERS}
+    if not headers[HEADER_DEVICE]:
+        raise UnauthorizedError(f"the request is not signed (no {HEADER_DEVICE} header)")
+    for name, value in headers.items():
+        if not value:
+            raise UnauthorizedError(f"the request lacks the {name} header")
+    return headers
+
+
+def _check_clock(raw: str, clock_skew: int) -> float:
+    """Refuse a timestamp header outside the skew window; returns the server's time.
+
+    Run twice: before the database is used, on the header as received (so
+    a request that cannot be fresh costs no connection), and after the
+    signature verified, on the signed value. A value the contract would not
+    parse passes here and is refused by the verification as malformed.
+    """
+    now = time.time()
+    if not raw.isascii() or not raw.isdigit() or len(raw) > _MAX_TIMESTAMP_DIGITS:
+        return now
+    # A captured request is only replayable within the skew window, and the
+    # window is exactly as long as nonces are kept (threat SRV-REPLAY).
+    off = int(raw) - now
+    if abs(off) > clock_skew:
+        direction = "ahead of" if off > 0 else "behind"
+        raise UnauthorizedError(
+            f"the request timestamp is {abs(int(off))} s {direction} the server clock"
+            f" (at most {clock_skew} s allowed): the device clock is off",
+            server_time=int(now),
+        )
+    return now
 
 
 @dataclass(frozen=True, slots=True)

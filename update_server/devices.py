@@ -46,7 +46,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
 from psycopg.errors import UniqueViolation
 from sqlalchemy import bindparam, func, insert, select, update
@@ -71,12 +70,15 @@ from update_server.device_auth import (
     signed_device_request,
     validate_device_id,
 )
+from update_server.device_keys import DeviceKeyError, check_public_key
 from update_server.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
 from update_server.models import Base, Device, DeviceEvent, utcnow
 
 __all__ = [
     "AGENT_STATES",
     "EVENT_KINDS",
+    "MAX_TIME_LENGTH",
+    "RFC3339_RE",
     "SLOT_STATES",
     "THERAPY_STATES",
     "UPDATE_RESULTS",
@@ -335,9 +337,28 @@ def _choice(value: object, where: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+#: Times in bodies: RFC 3339 date-times (upper-case T and Z, a zone, seconds
+#: 00-59, no year 0). ``datetime.fromisoformat`` alone also reads ISO 8601
+#: forms no pump writes (``20260101T120000Z``, ``2026-W01-4``, ``+0100``),
+#: which the OpenAPI document cannot state; this is the rule both follow.
+RFC3339_RE = re.compile(
+    r"(?!0000)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])",
+    re.ASCII,
+)
+#: Longest time accepted, in characters.
+MAX_TIME_LENGTH = 40
+
+
 def _timestamp(value: object, where: str) -> str:
-    if not isinstance(value, str) or len(value) > 40:
-        raise BadRequestError(f"{where} must be an ISO 8601 time with a time zone")
+    if not isinstance(value, str) or len(value) > MAX_TIME_LENGTH:
+        raise BadRequestError(f"{where} must be an RFC 3339 time with a time zone")
+    if not RFC3339_RE.fullmatch(value):
+        raise BadRequestError(
+            f"{where} {value!r} is not an RFC 3339 time with a time zone"
+            " (YYYY-MM-DDTHH:MM:SS[.f] and Z or +HH:MM)"
+        )
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as e:
@@ -371,14 +392,17 @@ def _public_key(value: object) -> str:
 
     One key has exactly one stored form, so the one-key-per-pump check and
     the unique index on ``devices.public_key`` compare keys, not spellings.
+    A small-order, mixed-order, off-curve or non-canonically encoded key is
+    refused: for a small-order key anyone can sign as the pump (threat
+    SRV-DEVICE-SPOOF; :mod:`update_server.device_keys`).
     """
     if not isinstance(value, str) or not _HEX64_RE.fullmatch(value):
         raise BadRequestError("public_key must be a raw Ed25519 public key as 64 hex digits")
     raw = bytes.fromhex(value)
     try:
-        Ed25519PublicKey.from_public_bytes(raw)
-    except ValueError as e:
-        raise BadRequestError(f"public_key is not an Ed25519 public key: {e}") from e
+        check_public_key(raw)
+    except DeviceKeyError as e:
+        raise BadRequestError(f"public_key {e}") from e
     return raw.hex()
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "DeviceNonce",
     "PublishLock",
     "Release",
+    "Upload",
     "utcnow",
 ]
 
@@ -173,3 +174,39 @@ class PublishLock(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     holder: Mapped[str] = mapped_column(String(128), default="")
+
+
+class Upload(Base):
+    """Who is publishing what: committed before the repository is written.
+
+    A publish writes the repository (``timestamp.json`` last) and then commits
+    the index row and the audit entry. When the server dies in between,
+    :func:`update_server.publishing.reconcile_index` indexes the release from
+    the repository and takes its publisher, token and signers from this record
+    instead of losing them (threat SRV-REPUDIATION; migration 0004).
+
+    ``state`` is ``publishing`` until the publish ends: ``done`` after it
+    committed, ``failed`` when it was refused or failed before anything was
+    visible, ``reconciled`` once the reconciliation indexed it.
+    """
+
+    __tablename__ = "uploads"
+    __table_args__ = (Index("ix_uploads_release", "product", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default="publishing")
+    #: The API token that uploaded (None for a publish without one).
+    token_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    product: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    release_counter: Mapped[int] = mapped_column(BigInteger)
+    metadata_version: Mapped[int] = mapped_column(BigInteger)
+    firmware_sha256: Mapped[str] = mapped_column(String(64))
+    #: Keyids of the delegated keys whose signatures count, as the index stores them.
+    signers: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    threshold: Mapped[int] = mapped_column(Integer)
+    #: sha256 of the uploaded bytes ("" when the bundle was not uploaded as a tar).
+    bundle_sha256: Mapped[str] = mapped_column(String(64), default="")

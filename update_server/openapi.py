@@ -1,7 +1,11 @@
 """The API contract: an OpenAPI 3.1 document at ``/api/v1/openapi.json``.
 
-Written by hand next to the code it describes; a test checks that every route
-of the app is documented and every documented route exists.
+Written by hand next to the code it describes; the request schemas come from
+:mod:`update_server._openapi_inputs`, built from the server's own validation
+constants. Tests check that every route of the app is documented and every
+documented route exists (test_openapi.py), and that the document accepts a
+body or a query value exactly when the server does (test_openapi_contract.py,
+test_openapi_generated.py, test_openapi_queries.py; threat SRV-INPUT).
 """
 
 from __future__ import annotations
@@ -10,24 +14,32 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify
 
-from update_server.devices import (
-    AGENT_STATES,
-    EVENT_KINDS,
-    SLOT_STATES,
-    THERAPY_STATES,
-    UPDATE_RESULTS,
+from pumpguard.jsonutil import MAX_DEPTH
+from update_server._openapi_inputs import (
+    BODY_LIMITS,
+    COUNTER,
+    DEVICE_ID,
+    EVENT_KIND,
+    HARDWARE_ID,
+    HEX64,
+    INPUT_SCHEMAS,
+    PRODUCT,
+    SEMVER,
 )
+from update_server.devices import MAX_OFFSET, MAX_PAGE
 
 __all__ = ["SPEC", "bp", "init_app"]
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 
+# For what the server answers; request schemas are in _openapi_inputs. A
+# published release's version has no length limit (pumpguard.release).
 _ISO = {"type": "string", "format": "date-time"}
-_HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-_SEMVER = {"type": "string", "maxLength": 64, "description": "Semantic version."}
-_PRODUCT = {"type": "string", "pattern": "^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"}
-_HARDWARE = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
-_COUNTER = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+_HEX64 = HEX64
+_SEMVER = {"type": "string", "pattern": SEMVER["pattern"], "description": "Semantic version."}
+_PRODUCT = PRODUCT
+_HARDWARE = HARDWARE_ID
+_COUNTER = {"type": "integer", "minimum": 0, "maximum": COUNTER["maximum"]}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -36,6 +48,16 @@ def _ref(name: str) -> dict[str, str]:
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _body(name: str) -> dict[str, Any]:
+    """A required JSON request body of schema ``name``, with its size limit."""
+    return {
+        "required": True,
+        "description": f"At most {BODY_LIMITS[name]} bytes (413 above); every body this schema "
+        "accepts fits when encoded as compact JSON.",
+        "content": {"application/json": {"schema": _ref(name)}},
+    }
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -62,12 +84,12 @@ def _paging(*extra: dict[str, Any]) -> list[dict[str, Any]]:
         {
             "name": "limit",
             "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
         },
         {
             "name": "offset",
             "in": "query",
-            "schema": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
         },
     ]
 
@@ -76,7 +98,7 @@ _DEVICE_PATH = {
     "name": "device_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+    "schema": DEVICE_ID,
 }
 #: What GET on a static /tuf file answers (ETag, If-None-Match, single Range).
 _STATIC_FILE_RESPONSES: dict[str, Any] = {
@@ -86,6 +108,7 @@ _STATIC_FILE_RESPONSES: dict[str, Any] = {
     "404": {"$ref": "#/components/responses/E404"},
     "416": {"description": "Range not satisfiable."},
 }
+_ONLY_LISTED = "A query parameter other than those listed is refused (400)."
 _TOKEN: list[dict[str, list[str]]] = [{"token": []}]
 _DEVICE: list[dict[str, list[str]]] = [{"deviceSignature": []}]
 
@@ -97,7 +120,11 @@ SPEC: dict[str, Any] = {
         "description": (
             "TUF distribution, verified publishing, device enrollment and signed check-ins. "
             'Every error is JSON: {"error": {"code", "message", ...}}. Pumps verify '
-            "everything they install through TUF themselves; the API only tells them what to fetch."
+            "everything they install through TUF themselves; the API only tells them what to "
+            "fetch. Request bodies are strict JSON, beyond what JSON Schema can state: UTF-8, "
+            "no repeated key, no NaN or Infinity, no number outside an IEEE double's range, "
+            f"arrays and objects nested at most {MAX_DEPTH} deep; an integer field takes a JSON "
+            "integer literal only (1.0 is refused)."
         ),
     },
     "servers": [{"url": "/"}],
@@ -128,12 +155,18 @@ SPEC: dict[str, Any] = {
                 404: "Not found",
                 409: "Conflict",
                 413: "Payload too large",
+                411: "Length required (send Content-Length; chunked uploads are refused)",
                 415: "Unsupported media type",
                 422: "Refused",
-                503: "The server's database is unavailable; retry after Retry-After seconds",
+                429: "Too many uploads in progress with this token; retry after Retry-After "
+                "seconds",
+                500: "Server error",
+                503: "The server's database is unavailable, or every upload slot is taken; "
+                "retry after Retry-After seconds",
             }.items()
         },
         "schemas": {
+            **INPUT_SCHEMAS,
             "Error": {
                 "type": "object",
                 "required": ["error"],
@@ -144,17 +177,6 @@ SPEC: dict[str, Any] = {
                         "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
                         "additionalProperties": True,
                     }
-                },
-            },
-            "Enrollment": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["device_id", "hardware_id", "product", "public_key"],
-                "properties": {
-                    "device_id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
-                    "hardware_id": _HARDWARE,
-                    "product": _PRODUCT,
-                    "public_key": {**_HEX64, "description": "Raw Ed25519 public key, hex."},
                 },
             },
             "Device": {
@@ -174,67 +196,6 @@ SPEC: dict[str, Any] = {
                 },
             },
             "DeviceList": _page("devices", _ref("Device")),
-            "Checkin": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": [
-                    "product",
-                    "hardware_id",
-                    "version",
-                    "release_counter",
-                    "slots",
-                    "therapy",
-                ],
-                "properties": {
-                    "product": _PRODUCT,
-                    "hardware_id": _HARDWARE,
-                    "version": _SEMVER,
-                    "release_counter": _COUNTER,
-                    "slots": {
-                        "type": "object",
-                        "maxProperties": 4,
-                        "propertyNames": {"pattern": "^[a-z0-9_-]{1,16}$"},
-                        "additionalProperties": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "required": ["state"],
-                            "properties": {
-                                "state": {"enum": list(SLOT_STATES)},
-                                "version": _SEMVER,
-                                "release_counter": _COUNTER,
-                                "sha256": _HEX64,
-                            },
-                        },
-                    },
-                    "last_update": {
-                        "oneOf": [
-                            {"type": "null"},
-                            {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "required": ["version", "release_counter", "result", "at"],
-                                "properties": {
-                                    "version": _SEMVER,
-                                    "release_counter": _COUNTER,
-                                    "result": {"enum": list(UPDATE_RESULTS)},
-                                    "at": _ISO,
-                                    "error": {"type": "string", "maxLength": 512},
-                                },
-                            },
-                        ]
-                    },
-                    "therapy": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["state"],
-                        "properties": {
-                            "state": {"enum": list(THERAPY_STATES)},
-                            "since": _ISO,
-                        },
-                    },
-                    "agent_state": {"enum": list(AGENT_STATES)},
-                },
-            },
             "Assignment": {
                 "type": "object",
                 "required": ["product", "version", "release_counter", "firmware", "sbom"],
@@ -265,35 +226,13 @@ SPEC: dict[str, Any] = {
                     "server_time": _ISO,
                 },
             },
-            "Events": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["events"],
-                "properties": {
-                    "events": {
-                        "type": "array",
-                        "minItems": 1,
-                        "maxItems": 100,
-                        "items": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "required": ["kind", "at"],
-                            "properties": {
-                                "kind": {"enum": list(EVENT_KINDS)},
-                                "at": _ISO,
-                                "detail": {"type": "object"},
-                            },
-                        },
-                    }
-                },
-            },
             "EventList": _page(
                 "events",
                 {
                     "type": "object",
                     "properties": {
                         "id": {"type": "integer"},
-                        "kind": {"type": "string"},
+                        "kind": EVENT_KIND,
                         "at": _ISO,
                         "received_at": _ISO,
                         "detail": {"type": "object"},
@@ -339,9 +278,23 @@ SPEC: dict[str, Any] = {
                 "summary": "Publish a two-person-signed release bundle.",
                 "description": "The server runs every check of `pumpguard release publish` "
                 "(threshold, keys, paths, hashes, version and release_counter increasing) "
-                "before anything is visible; timestamp.json is written last.",
+                "before anything is visible; timestamp.json is written last. The token's "
+                "role and scope over `product`, the Content-Length (required, at most the "
+                "server's max_bundle_bytes) and a free upload slot are judged from the request "
+                "head, before any of the body is read; the bundle must be of the declared "
+                "product (422). " + _ONLY_LISTED,
                 "operationId": "publishRelease",
                 "security": _TOKEN,
+                "parameters": [
+                    {
+                        "name": "product",
+                        "in": "query",
+                        "schema": PRODUCT,
+                        "description": "The bundle's product. Required for a token of several "
+                        "products; a token of one product may leave it out (that product is "
+                        "meant), and so may an admin.",
+                    }
+                ],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -351,13 +304,14 @@ SPEC: dict[str, Any] = {
                     },
                 },
                 "responses": {"201": _json(_ref("Release"), "Published.")}
-                | _errors(400, 401, 403, 413, 415, 422),
+                | _errors(400, 401, 403, 411, 413, 415, 422, 429, 500),
             },
             "get": {
                 "summary": "List published releases, newest first.",
                 "operationId": "listReleases",
+                "description": _ONLY_LISTED,
                 "security": _TOKEN,
-                "parameters": _paging({"name": "product", "in": "query", "schema": _PRODUCT}),
+                "parameters": _paging({"name": "product", "in": "query", "schema": PRODUCT}),
                 "responses": {"200": _json(_ref("ReleaseList"), "Releases.")}
                 | _errors(400, 401, 403),
             },
@@ -367,18 +321,16 @@ SPEC: dict[str, Any] = {
                 "summary": "Enroll a pump (operator).",
                 "operationId": "enrollDevice",
                 "security": _TOKEN,
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("Enrollment")}},
-                },
+                "requestBody": _body("Enrollment"),
                 "responses": {"201": _json(_ref("Device"), "Enrolled.")}
                 | _errors(400, 401, 403, 409, 413),
             },
             "get": {
                 "summary": "List pumps with their last reported state (operator, reviewer).",
                 "operationId": "listDevices",
+                "description": _ONLY_LISTED,
                 "security": _TOKEN,
-                "parameters": _paging({"name": "product", "in": "query", "schema": _PRODUCT}),
+                "parameters": _paging({"name": "product", "in": "query", "schema": PRODUCT}),
                 "responses": {"200": _json(_ref("DeviceList"), "Pumps.")} | _errors(400, 401, 403),
             },
         },
@@ -404,10 +356,7 @@ SPEC: dict[str, Any] = {
                 "summary": "Report state; learn the assigned release and the poll interval.",
                 "operationId": "checkin",
                 "security": _DEVICE,
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("Checkin")}},
-                },
+                "requestBody": _body("Checkin"),
                 "responses": {"200": _json(_ref("CheckinResponse"), "Assignment.")}
                 | _errors(400, 401, 409, 413),
             },
@@ -418,10 +367,7 @@ SPEC: dict[str, Any] = {
                 "summary": "Report update events.",
                 "operationId": "postEvents",
                 "security": _DEVICE,
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("Events")}},
-                },
+                "requestBody": _body("Events"),
                 "responses": {
                     "201": _json(
                         {"type": "object", "properties": {"stored": {"type": "integer"}}}, "Stored."
@@ -432,10 +378,9 @@ SPEC: dict[str, Any] = {
             "get": {
                 "summary": "A pump's events, newest first (operator, reviewer).",
                 "operationId": "listEvents",
+                "description": _ONLY_LISTED,
                 "security": _TOKEN,
-                "parameters": _paging(
-                    {"name": "kind", "in": "query", "schema": {"type": "string"}}
-                ),
+                "parameters": _paging({"name": "kind", "in": "query", "schema": EVENT_KIND}),
                 "responses": {"200": _json(_ref("EventList"), "Events.")}
                 | _errors(400, 401, 403, 404),
             },

@@ -19,8 +19,11 @@ then does :meth:`signer.Repository.publish` write; the transaction commits
 after it returned. A database failure therefore leaves the repository as it
 was, and a repository failure rolls the rows back. The one window left, a
 commit failing after the repository was written, leaves a release visible to
-pumps but not indexed; :func:`reconcile_index` indexes it at once, or on the
-refresher's next tick, or at the next start.
+pumps but not indexed, as does a server that dies right after
+``timestamp.json`` was replaced; :func:`reconcile_index` indexes it at once,
+or on the refresher's next tick, or at the next start, with the publisher,
+token and signers of the upload record each publish commits before it writes
+anything (:mod:`update_server.publish_records`; threat SRV-REPUDIATION).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from flask import Flask
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from tuf.api.metadata import Metadata, Targets
 
 from pumpguard.errors import ConfigError, ReleaseContractError
 from signer import (
@@ -49,14 +53,14 @@ from signer import (
     SignerError,
     UnknownProductError,
     VerifiedRelease,
-    product_releases,
 )
 from signer.bundle import Bundle
-from update_server import audit
+from update_server import audit, publish_records
 from update_server.config import ServerConfig
-from update_server.datadir import load_online_signers, sync_release_index
+from update_server.datadir import load_online_signers, unindexed_releases
 from update_server.errors import ApiError, RefusedError
 from update_server.models import PublishLock, Release
+from update_server.redact import public_message
 
 __all__ = [
     "LOCK_TIMEOUT",
@@ -162,7 +166,11 @@ def online_signers(app: Flask) -> OnlineSigners:
             try:
                 cached = load_online_signers(app.config["PUMPGUARD"])
             except (SignerError, ConfigError) as e:
-                raise PublishFailedError(f"the online keys cannot be loaded: {e}") from e
+                # The reason names key files or PKCS#11 modules: logged, not answered.
+                logger.error("the online keys cannot be loaded: %s", e)
+                raise PublishFailedError(
+                    "the online keys cannot be loaded; the server log says why"
+                ) from e
             app.extensions["pumpguard.online"] = cached
         return cached
 
@@ -225,18 +233,24 @@ def publish(
     bundle: Bundle,
     actor: str,
     now: datetime | None = None,
+    *,
+    token_id: int | None = None,
+    bundle_sha256: str = "",
 ) -> dict[str, Any]:
     """Verify and publish an opened bundle, index it and audit it, under the lock.
 
-    In one transaction holding the publish lock: the bundle is verified, the
-    index row and the audit entry are written (not committed), then
+    First, in a transaction of its own, the upload record says who publishes
+    what (:mod:`update_server.publish_records`). Then, in one transaction
+    holding the publish lock: the bundle is verified, the index row and the
+    audit entry are written (not committed), then
     :meth:`signer.Repository.publish` verifies again and writes the
     repository (``timestamp.json`` last), and only then the transaction
     commits. A database failure before that leaves the repository as it
     was, so the same bundle can be sent again; a repository failure rolls
-    the rows back. If the commit itself fails, the release is visible to
-    pumps but not indexed: :func:`reconcile_index` runs at once (and on
-    every refresher tick) to index it.
+    the rows back. If the commit itself fails, or the server dies, the
+    release is visible to pumps but not indexed: :func:`reconcile_index`
+    runs at once (and on every refresher tick, and at start) to index it
+    with the publisher, token and signers of the record.
 
     Args:
         factory: Session factory of the server's database.
@@ -246,6 +260,8 @@ def publish(
         actor: Who publishes, for the index and the audit log (at most
             :data:`update_server.audit.MAX_ACTOR` characters).
         now: Reference time (tests).
+        token_id: The API token publishing, for the record.
+        bundle_sha256: sha256 of the uploaded tar, for the record.
 
     Returns:
         The published release in its API form (:func:`release_json`).
@@ -254,15 +270,51 @@ def publish(
         RefusedError: The bundle fails a check (threshold, keys, paths,
             hashes, versions, release counter, SBOM binding, malformed, a
             version longer than the index holds); the repository and the
-            database are unchanged.
+            database index are unchanged.
         PublishFailedError: The server failed (storage, database).
     """
     try:
         md = bundle.metadata()
     except BundleError as e:
-        raise RefusedError(str(e)) from e
+        raise RefusedError(public_message(str(e), config)) from e
     _check_fits(bundle.version)
+    try:
+        rec = publish_records.for_bundle(config, bundle, md, actor, token_id, bundle_sha256)
+    except (BundleError, UnknownProductError) as e:
+        raise RefusedError(public_message(str(e), config)) from e
+    except (SignerError, OSError) as e:
+        logger.error("reading the repository to record %s failed: %s", bundle.product, e)
+        raise PublishFailedError("the server cannot read its repository") from e
+    _check_fits(rec.version)
+    try:
+        upload_id = publish_records.record(factory, rec)
+    except SQLAlchemyError as e:
+        logger.exception("recording the upload of %s %s failed", bundle.product, bundle.version)
+        raise PublishFailedError("recording the upload failed; nothing was published") from e
+    result = _publish_locked(factory, config, online, bundle, md, rec, upload_id, now)
+    publish_records.finish(factory, upload_id, "done")
+    logger.info(
+        "published %s %s (counter %s) by %s",
+        result["product"],
+        result["version"],
+        result["release_counter"],
+        actor,
+    )
+    return result
+
+
+def _publish_locked(
+    factory: sessionmaker[Session],
+    config: ServerConfig,
+    online: OnlineSigners,
+    bundle: Bundle,
+    md: Metadata[Targets],
+    rec: publish_records.PublishRecord,
+    upload_id: int,
+    now: datetime | None,
+) -> dict[str, Any]:
     now = now or datetime.now(UTC).replace(microsecond=0)
+    actor = rec.actor
     repo = Repository(config.repo_dir)
     visible = False  # whether Repository.publish may have written anything
     try:
@@ -273,6 +325,10 @@ def publish(
             verified = repo.check_publish(bundle.product, md, files, now)
             release = verified.release
             _check_fits(release.version)
+            if tuple(sorted(verified.signatures.signed)) != tuple(rec.signers):
+                # The delegation changed after the record was written, which
+                # must name the keys that signed what is published.
+                raise RefusedError("the product's keys changed during the upload; send it again")
             firmware = verified.new_targets[release.firmware_path]
             row = Release.index(release, firmware, verified.signatures.signed, actor)
             session.add(row)
@@ -301,42 +357,42 @@ def publish(
         # Refused before anything was written (by the pre-check, or by
         # Repository.publish, which checks first); the rows are rolled back.
         logger.warning("refused %s %s from %s: %s", bundle.product, bundle.version, actor, e)
-        raise RefusedError(str(e)) from e
+        _after_failure(factory, config, False, upload_id)
+        raise RefusedError(public_message(str(e), config)) from e
     except (SignerError, OSError) as e:
         logger.error("publishing %s %s failed: %s", bundle.product, bundle.version, e)
-        _reconcile_after_failure(factory, config, visible)
-        raise PublishFailedError(f"publishing failed: {e}") from e
+        _after_failure(factory, config, visible, upload_id)
+        # An OSError's text names the file; its strerror does not.
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise PublishFailedError(f"publishing failed: {public_message(reason, config)}") from e
     except SQLAlchemyError as e:
         # Statements and parameters go to the log, not to the client.
         logger.exception("recording %s %s failed", bundle.product, bundle.version)
-        if _reconcile_after_failure(factory, config, visible):
+        if _after_failure(factory, config, visible, upload_id):
             raise PublishFailedError(
                 "recording the release failed after it was published; "
                 "list the releases before sending it again"
             ) from e
         raise PublishFailedError("recording the release failed; nothing was published") from e
-    except PublishFailedError:
-        _reconcile_after_failure(factory, config, visible)
+    except BaseException:
+        _after_failure(factory, config, visible, upload_id)
         raise
-    logger.info(
-        "published %s %s (counter %s) by %s",
-        result["product"],
-        result["version"],
-        result["release_counter"],
-        actor,
-    )
     return result
 
 
-def _reconcile_after_failure(
-    factory: sessionmaker[Session], config: ServerConfig, visible: bool
+def _after_failure(
+    factory: sessionmaker[Session], config: ServerConfig, visible: bool, upload_id: int
 ) -> bool:
-    """After a failed publish that may have reached the repository, index what it has.
+    """After a failed publish: mark its record failed, or index what it may have published.
+
+    A publish that may have reached the repository keeps its record
+    ``publishing``, for :func:`reconcile_index` to index the release with.
 
     Returns:
         Whether the repository may have been written (``visible``).
     """
     if not visible:
+        publish_records.finish(factory, upload_id, "failed")
         return False
     try:
         reconcile_index(factory, config)
@@ -351,26 +407,25 @@ def reconcile_index(factory: sessionmaker[Session], config: ServerConfig) -> int
 
     The comparison runs without the lock; only when something is missing is
     the lock taken (and the comparison repeated under it), so starting a
-    server never waits for a publish in progress.
+    server never waits for a publish in progress. Each release is indexed
+    and audited with the publisher, token and signers of its upload record
+    where one survived (:func:`update_server.publish_records.index_unindexed`;
+    threat SRV-REPUDIATION).
 
     Returns:
         The number of releases added.
     """
     repo = Repository(config.repo_dir)
-    state = repo.state()
-    listed = {
-        (r.product, r.version)
-        for product in state.product_versions
-        for r in product_releases(state.product(product))
-    }
     with factory() as session:
-        rows = session.execute(select(Release.product, Release.version))
-        indexed = {(product, version) for product, version in rows}
-    if listed <= indexed:
-        return 0
+        if not unindexed_releases(session, repo):
+            return 0
     with locked_session(factory, "reconcile index") as session:
-        added = sync_release_index(session, repo, "reconciled")
-        if added:
-            audit.append(session, "server", "release.reindex", added=added)
-            logger.warning("indexed %d published release(s) the database lacked", added)
-        return added
+        missing = unindexed_releases(session, repo)
+        unrecorded = publish_records.index_unindexed(session, missing)
+        if missing:
+            logger.warning(
+                "indexed %d published release(s) the database lacked (%d without upload record)",
+                len(missing),
+                unrecorded,
+            )
+        return len(missing)

@@ -14,7 +14,12 @@ with the same rules:
   ``no-cache`` for ``timestamp.json`` (TUF spec 5.3/5.4: the timestamp is the
   only file that changes; a cached old one would freeze pumps, threat
   TUF-FREEZE);
-* only regular files below the two folders; anything else is a 404 JSON.
+* only regular files below the two folders; anything else is a 404 JSON;
+* a file that exists but cannot be opened now (the process is out of file
+  descriptors, EMFILE/ENFILE, or another I/O error) is a 503 with
+  ``Retry-After``, never a 404: a pump told "not found" for
+  ``timestamp.json`` or the next root version would conclude there is none
+  (threat SRV-DOS).
 
 The pump verifies every byte it gets (TUF spec 5.3-5.7), so this code need
 not be trusted for integrity; it must only not leak other files of the data
@@ -23,8 +28,10 @@ folder (keys, database) and not let a cache pin a file that may still change.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import stat
@@ -38,7 +45,9 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from update_server.config import ServerConfig
 
-__all__ = ["IMMUTABLE", "NOT_CACHED", "bp", "init_app"]
+__all__ = ["IMMUTABLE", "NOT_CACHED", "RETRY_AFTER", "bp", "init_app"]
+
+logger = logging.getLogger(__name__)
 
 bp = Blueprint("tuf", __name__, url_prefix="/tuf")
 
@@ -70,8 +79,22 @@ _MAX_DIGITS = 19
 _BEYOND_ANY_SIZE = 10**19  # the smallest number of 20 digits
 
 
+#: Seconds a client is asked to wait (``Retry-After``) when a file cannot be
+#: opened now: descriptors free up as the requests holding them finish.
+RETRY_AFTER = 5
+
+# What open() says when the name is not a regular file below the folder: a
+# 404. O_NOFOLLOW refuses a final symbolic link with ELOOP; a file used as a
+# folder is ENOTDIR. Every other error is the server's, not the name's.
+_NOT_FOUND_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG})
+
+
 class _UnsatisfiableRangeError(Exception):
     """The request's byte range cannot be served (416)."""
+
+
+class _UnavailableError(Exception):
+    """A file exists, or may, but cannot be opened now (503)."""
 
 
 def _not_found(what: str) -> Response:
@@ -80,6 +103,24 @@ def _not_found(what: str) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     # A CDN caching a 404 (CloudFront does for 10 s by default) would hide the
     # next root version or a new release from pumps for that long.
+    response.headers["Cache-Control"] = _MISSING
+    return response
+
+
+@bp.errorhandler(_UnavailableError)
+def _unavailable(_e: _UnavailableError) -> Response:
+    response = jsonify(
+        {
+            "error": {
+                "code": "unavailable",
+                "message": "the server cannot open files right now; retry later",
+            }
+        }
+    )
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    # Not a fact about the file: no cache may keep it.
     response.headers["Cache-Control"] = _MISSING
     return response
 
@@ -105,11 +146,23 @@ def _resolve(base: Path, rel: str) -> Path | None:
 
 
 def _open_regular(path: Path) -> tuple[int, os.stat_result] | None:
-    """Open a regular file without following a final symbolic link."""
+    """Open a regular file without following a final symbolic link.
+
+    Returns:
+        The descriptor and its status, or None when there is no such
+        regular file (404).
+
+    Raises:
+        _UnavailableError: It cannot be opened now (EMFILE, ENFILE, EIO ...).
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return None
+    except OSError as e:
+        if e.errno in _NOT_FOUND_ERRNOS:
+            return None
+        # The log names the error, never the path (it is the server's).
+        logger.warning("cannot open a repository file: %s", os.strerror(e.errno or 0))
+        raise _UnavailableError from e
     try:
         st = os.fstat(fd)
     except BaseException:

@@ -26,8 +26,9 @@ from pumpguard.device_auth import (
     HEADER_TIMESTAMP,
     sign_request,
 )
-from server_support import Pump, checkin_report, enroll
-from update_server.db import DeviceConnections, session_scope
+from server_support import Pump, ServerEnv, checkin_report, enroll
+from update_server import create_app
+from update_server.db import DEVICE_POOL_NAME, dispose, session_scope
 from update_server.device_auth import (
     DEVICE_ID_RE,
     Enrollment,
@@ -478,27 +479,32 @@ def test_identity_cache_is_bounded_and_drops_the_oldest_entry() -> None:
     assert len(cache) == 2
 
 
-# --------------------------------------------- the check-in's own connection
+# --------------------------------------------- the check-ins' own connections
 
 
-def backend_pid(connections: DeviceConnections) -> int:
-    """The PostgreSQL backend of this thread's check-in connection."""
-    cursor = connections.current()
-    assert cursor is not None
-    pid: int = cursor.connection.info.backend_pid
-    return pid
+def checkin_backends(app: Flask) -> set[int]:
+    """PostgreSQL backends of the app's check-in pool (threat SRV-DOS)."""
+    with session_scope(app.extensions["pumpguard.db"]) as s:
+        rows = s.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = :name"
+            ),
+            {"name": DEVICE_POOL_NAME},
+        )
+        return {int(pid) for (pid,) in rows}
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_broken_device_connection_answers_503_and_is_replaced(
     client: FlaskClient, pump: Pump, app: Flask
 ) -> None:
-    # The database restarted (here: our backend is terminated) while the
-    # thread's check-in connection was idle: that request gets a 503 to retry
-    # with nothing written, and the next one runs on a new connection.
+    # The database restarted (here: the pool's backend is terminated) while
+    # the check-in connection was idle in the pool: that request gets a 503
+    # to retry with nothing written, and the next one runs on a new
+    # connection.
     assert signed_post(client, pump, pump.checkin_path, checkin_body(pump)).status_code == 200
-    connections: DeviceConnections = app.extensions["pumpguard.device_connection"]
-    pid = backend_pid(connections)
+    (pid,) = checkin_backends(app)
     with session_scope(app.extensions["pumpguard.db"]) as s:
         assert s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
     before = device_row(app, pump.device_id).last_seen
@@ -509,22 +515,38 @@ def test_a_broken_device_connection_answers_503_and_is_replaced(
     assert device_row(app, pump.device_id).last_seen == before
     r = signed_post(client, pump, pump.checkin_path, checkin_body(pump))
     assert r.status_code == 200, r.json
-    assert backend_pid(connections) != pid
+    # The pool replaced the broken connection (a replacement and the one the
+    # request waited for may both open), within its size.
+    fresh = checkin_backends(app) - {pid}
+    assert 1 <= len(fresh) <= app.config["PUMPGUARD"].db_pool_size
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_each_server_thread_checks_in_on_its_own_connection(app: Flask, pump: Pump) -> None:
-    pids: list[int] = []
-
-    def check_in() -> None:
+def test_concurrent_checkins_share_a_pool_of_at_most_its_size(server_env: ServerEnv) -> None:
+    # Before, each server thread opened a check-in connection of its own and
+    # kept it forever; now they take one from a pool of db_pool_size and
+    # give it back when the request ends.
+    app = create_app(server_env.config(db_pool_size=2))
+    try:
         client = app.test_client()
-        r = signed_post(client, pump, pump.checkin_path, checkin_body(pump))
-        assert r.status_code == 200, r.json
-        pids.append(backend_pid(app.extensions["pumpguard.device_connection"]))
+        admin = {"Authorization": f"Bearer {server_env.admin_token}"}
+        pumps = [Pump(f"pump-{i:04d}") for i in range(6)]
+        for p in pumps:
+            enroll(client, admin, p)
+        barrier = threading.Barrier(len(pumps))
+        statuses: list[int] = []
 
-    threads = [threading.Thread(target=check_in) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(pids) == 3 and len(set(pids)) == 3
+        def check_in(p: Pump) -> None:
+            own = app.test_client()
+            barrier.wait()
+            statuses.append(signed_post(own, p, p.checkin_path, checkin_body(p)).status_code)
+
+        threads = [threading.Thread(target=check_in, args=(p,)) for p in pumps]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert statuses == [200] * len(pumps)
+        assert 1 <= len(checkin_backends(app)) <= 2
+    finally:
+        dispose(app)

@@ -577,7 +577,7 @@ BAD_CHECKINS: list[tuple[str, bytes | dict[str, Any], int, str]] = [
     ("therapy-string", _report(therapy="idle"), 400, "therapy must be a JSON object"),
     ("therapy-since-naive", _report(therapy={"state": "idle", "since": NAIVE}), 400, "time zone"),
     ("last-update-bad-result", _report(last_update=_update(result="ok")), 400, "result"),
-    ("last-update-bad-time", _report(last_update=_update(at="yesterday")), 400, "ISO 8601"),
+    ("last-update-bad-time", _report(last_update=_update(at="yesterday")), 400, "RFC 3339"),
     ("last-update-no-zone", _report(last_update=_update(at=NAIVE)), 400, "time zone"),
     ("last-update-long-error", _report(last_update=_update(error="e" * 513)), 400, "at most 512"),
     ("last-update-missing", _report(last_update={"result": "failed"}), 400, "lacks field(s)"),

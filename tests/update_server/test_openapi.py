@@ -67,3 +67,28 @@ def test_unreachable_database_answers_json_503_with_retry_after(server_env: Serv
             assert "127.0.0.1" not in r.get_data(as_text=True)
     finally:
         dispose(app)
+
+
+def _patterns(value: object) -> list[str]:
+    if isinstance(value, dict):
+        found = [v for k, v in value.items() if k == "pattern" and isinstance(v, str)]
+        return found + [p for v in value.values() for p in _patterns(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in _patterns(v)]
+    return []
+
+
+# Python-only regular expression syntax: JSON Schema patterns are ECMA-262.
+_PYTHON_ONLY = re.compile(r"\\[AZz]|\(\?P|\(\?#|\(\?[aiLmsux]|\(\?>|[*+?}]\+")
+
+
+def test_every_pattern_is_exact_in_both_regex_dialects(client: FlaskClient) -> None:
+    # jsonschema runs patterns with Python's re.search, where "$" also matches
+    # before a final newline; "(?![\s\S])" ends the text in both dialects, so
+    # "pump-1\n" is refused as the server's fullmatch refuses it (SRV-INPUT).
+    patterns = _patterns(client.get("/api/v1/openapi.json").get_json())
+    assert len(patterns) >= 8
+    for pattern in patterns:
+        assert not _PYTHON_ONLY.search(pattern), pattern
+        assert pattern.startswith("^") and pattern.endswith(r"(?![\s\S])"), pattern
+        re.compile(pattern)

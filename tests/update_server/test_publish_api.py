@@ -24,16 +24,17 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 import signer.repository
-from repo_support import RepoEnv
+from repo_support import PRODUCT, RepoEnv
 from server_support import ServerEnv, live_server
 from signer.bundle import create_release
+from signer.keys import load_public_key
 from signer.repository import Repository
 from signer.status import repo_status
-from update_server import create_app, publishing
+from update_server import create_app, publishing, releases
 from update_server.audit import verify_chain
 from update_server.auth import create_token
 from update_server.db import dispose, engine_for, session_scope
-from update_server.models import AuditEntry, Release
+from update_server.models import ApiToken, AuditEntry, Release
 from update_server.refresher import RefreshScheduler
 
 Tree = Callable[[Path], dict[str, bytes]]
@@ -64,9 +65,12 @@ def engineer(server_env: ServerEnv) -> dict[str, str]:
     return _auth(_token(server_env, "release-engineer", ("sigma-spectrum",)))
 
 
-def _post(client: FlaskClient, bundle: Path, headers: dict[str, str]) -> Any:
+def _post(
+    client: FlaskClient, bundle: Path, headers: dict[str, str], product: str | None = PRODUCT
+) -> Any:
+    """POST the bundle as the client does, declaring its product (None: declare none)."""
     return client.post(
-        "/api/v1/releases",
+        "/api/v1/releases" + (f"?product={product}" if product else ""),
         data=bundle.read_bytes(),
         headers={**headers, "Content-Type": TAR},
     )
@@ -124,15 +128,54 @@ def test_upload_without_token_is_refused_and_repository_unchanged(
             assert r.json["error"]["code"] == "unauthorized"
 
 
+@pytest.mark.parametrize(
+    ("declared", "status", "message"),
+    [
+        # Declared honestly: refused from the query, before the body.
+        (PRODUCT, 403, "this token may not publish sigma-spectrum releases"),
+        # Not declared: the token's one product is meant, and the bundle is not of it.
+        (None, 422, "the upload declared product other-pump; the bundle is a sigma-spectrum"),
+        # Declared falsely: the bundle must be of the declared product.
+        ("other-pump", 422, "the upload declared product other-pump; the bundle is a sigma-"),
+    ],
+)
 def test_upload_with_token_for_another_product_is_refused_and_repository_unchanged(
-    client: FlaskClient, server_env: ServerEnv, tree: Tree
+    client: FlaskClient,
+    server_env: ServerEnv,
+    tree: Tree,
+    declared: str | None,
+    status: int,
+    message: str,
 ) -> None:
     bundle = _server_repo(server_env).bundle("1.0.0", 1, tar=True)
     other = _auth(_token(server_env, "release-engineer", ("other-pump",)))
     with _unchanged(server_env, tree):
-        r = _post(client, bundle, other)
-        assert r.status_code == 403
-        assert r.json["error"]["message"] == "this token may not publish sigma-spectrum releases"
+        r = _post(client, bundle, other, declared)
+        assert r.status_code == status, r.json
+        assert r.json["error"]["message"].startswith(message), r.json
+
+
+def test_upload_by_a_token_of_several_products_must_declare_one(
+    client: FlaskClient, server_env: ServerEnv, tree: Tree
+) -> None:
+    bundle = _server_repo(server_env).bundle("1.0.0", 1, tar=True)
+    both = _auth(_token(server_env, "release-engineer", ("other-pump", PRODUCT)))
+    with _unchanged(server_env, tree):
+        for query, message in (
+            ("", "name the bundle's: POST /api/v1/releases?product=<product>"),
+            ("?product=a&product=b", "name one product"),
+            ("?product=Not_Valid", "product"),
+            ("?colour=red", "unknown query parameter(s): colour"),
+        ):
+            r = client.post(
+                "/api/v1/releases" + query,
+                data=bundle.read_bytes(),
+                headers={**both, "Content-Type": TAR},
+            )
+            assert r.status_code == 400, (query, r.json)
+            assert message in r.json["error"]["message"], (query, r.json)
+    r = _post(client, bundle, both)
+    assert r.status_code == 201, r.json
 
 
 @pytest.mark.parametrize("role", ["operator", "reviewer"])
@@ -202,8 +245,9 @@ def test_malformed_uploads_get_json_errors_and_change_nothing(
         info = tarfile.TarInfo("../escape.txt")
         tar.addfile(info)
     cases: list[tuple[bytes, str, int, str]] = [
-        (b"not a tar at all", TAR, 422, "not a readable bundle tar"),
-        (evil.read_bytes(), TAR, 422, "bundle"),
+        (b"not a tar at all", TAR, 422, "the bundle tar is truncated"),
+        (b"\x01" * 1024, TAR, 422, "the bundle tar is not a tar archive"),
+        (evil.read_bytes(), TAR, 422, "the bundle tar has a member with a '..' component"),
         (b"", TAR, 400, "must be a release bundle"),
         (bundle.read_bytes(), "application/json", 415, "application/x-tar"),
         (bundle.read_bytes(), "", 415, "application/x-tar"),
@@ -220,6 +264,8 @@ def test_malformed_uploads_get_json_errors_and_change_nothing(
 def test_bundle_larger_than_the_limit_is_413(
     server_env: ServerEnv, tree: Tree, engineer: dict[str, str]
 ) -> None:
+    """And one of unknown length (chunked) is 411: both decided from the request
+    head, the body never read (threat SRV-DOS)."""
     app = create_app(server_env.config(max_bundle_bytes=4096))
     try:
         bundle = _server_repo(server_env).bundle("1.0.0", 1, tar=True)
@@ -228,14 +274,14 @@ def test_bundle_larger_than_the_limit_is_413(
             r = _post(client, bundle, engineer)
             assert r.status_code == 413
             assert r.json["error"]["code"] == "payload_too_large"
-            # Without a Content-Length (chunked), the stream is cut at the limit.
+            # Without a Content-Length (chunked) the size is not known up front.
             data = bundle.read_bytes()
             with live_server(app) as base:
                 port = int(base.rsplit(":", 1)[1])
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                 conn.request(
                     "POST",
-                    "/api/v1/releases",
+                    f"/api/v1/releases?product={PRODUCT}",
                     body=iter([data[i : i + 1000] for i in range(0, len(data), 1000)]),
                     headers={**engineer, "Content-Type": TAR},
                     encode_chunked=True,
@@ -243,8 +289,9 @@ def test_bundle_larger_than_the_limit_is_413(
                 response = conn.getresponse()
                 body = json.loads(response.read())
                 conn.close()
-            assert response.status == 413, body
-            assert body["error"]["code"] == "payload_too_large"
+            assert response.status == 411, body
+            assert body["error"]["code"] == "length_required"
+            assert "Content-Length" in body["error"]["message"]
     finally:
         dispose(app)
 
@@ -349,6 +396,13 @@ def _bundles_on_the_same_state(server_env: ServerEnv, n: int) -> list[Path]:
     return out
 
 
+@pytest.fixture
+def unbounded_uploads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests race publishes, not uploads: every upload gets a slot."""
+    monkeypatch.setattr(releases, "MAX_UPLOADS", 16)
+    monkeypatch.setattr(releases, "MAX_UPLOADS_PER_TOKEN", 16)
+
+
 def _publish_concurrently(app: Flask, bundles: list[Path], headers: dict[str, str]) -> list[Any]:
     barrier = threading.Barrier(len(bundles))
     results: list[Any] = [None] * len(bundles)
@@ -386,6 +440,7 @@ def _assert_one_winner(server_env: ServerEnv, results: list[Any], n: int) -> Non
     assert _counts(server_env) == (1, 1)
 
 
+@pytest.mark.usefixtures("unbounded_uploads")
 def test_concurrent_publishes_built_on_the_same_state_serialise_one_wins(
     app: Flask, server_env: ServerEnv, engineer: dict[str, str]
 ) -> None:
@@ -394,6 +449,7 @@ def test_concurrent_publishes_built_on_the_same_state_serialise_one_wins(
     _assert_one_winner(server_env, _publish_concurrently(app, bundles, engineer), n)
 
 
+@pytest.mark.usefixtures("unbounded_uploads")
 def test_concurrent_publishes_serialise_on_the_database_lock_alone(
     app: Flask, server_env: ServerEnv, engineer: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -452,22 +508,64 @@ def test_publish_waits_for_a_held_publish_lock(
 
 
 def _failing_commits(monkeypatch: pytest.MonkeyPatch, times: int | None = None) -> list[str]:
-    """Make the next ``times`` commits (all if None) fail as if the database died.
+    """Once the repository is published (timestamp.json replaced), make the next
+    ``times`` commits (all if None) fail as if the database died right then.
 
-    Nothing is committed; the caller's rollback discards the transaction.
-    Returns the list the failed commits are recorded in.
+    The publish's own commit is the first; the upload record, committed
+    before the repository was written, survives. Nothing is committed; the
+    caller's rollback discards the transaction. Returns the list the failed
+    commits are recorded in.
     """
-    real = Session.commit
+    real_commit = Session.commit
+    real_publish = Repository.publish
+    published: list[bool] = []
     failed: list[str] = []
 
+    def publish(self: Repository, *args: Any, **kwargs: Any) -> Any:
+        result = real_publish(self, *args, **kwargs)
+        published.append(True)
+        return result
+
     def commit(self: Session) -> None:
-        if times is None or len(failed) < times:
+        if published and (times is None or len(failed) < times):
             failed.append("commit")
             raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
-        real(self)
+        real_commit(self)
 
+    monkeypatch.setattr(Repository, "publish", publish)
     monkeypatch.setattr(Session, "commit", commit)
     return failed
+
+
+def _assert_indexed_and_audited_as_the_engineers(server_env: ServerEnv, listing: Any) -> None:
+    """The release was reconciled with its upload record: the engineer's token
+    published it, re1 and qa1 signed it, and the audit entry says so."""
+    keyids = sorted(load_public_key(server_env.repo.pub(n)).keyid for n in ("re1", "qa1"))
+    engine = engine_for(server_env.database_url)
+    try:
+        with session_scope(sessionmaker(engine)) as s:
+            token = s.execute(
+                select(ApiToken).where(ApiToken.name == f"release-engineer {PRODUCT}")
+            ).scalar_one()
+            actor = f"token:{token.id}:{token.name}"
+            verify_chain(s)
+            entry = s.execute(select(AuditEntry).order_by(AuditEntry.seq.desc())).scalars().first()
+            assert entry is not None
+            assert (entry.actor, entry.action) == (actor, "release.publish")
+            assert entry.detail["version"] == "1.0.0"
+            assert entry.detail["release_counter"] == 1
+            assert entry.detail["signers"] == keyids
+            assert entry.detail["token_id"] == token.id
+            assert entry.detail["reconciled"] is True
+            assert not s.execute(
+                select(AuditEntry).where(AuditEntry.action == "release.reindex")
+            ).first()
+    finally:
+        engine.dispose()
+    (release,) = listing["releases"]
+    assert release["version"] == "1.0.0"
+    assert release["published_by"] == actor
+    assert release["signed_by"] == keyids
 
 
 def _listed(client: FlaskClient, headers: dict[str, str]) -> list[tuple[str, str]]:
@@ -579,8 +677,8 @@ def test_release_whose_commit_fails_after_publishing_is_indexed_at_once(
     assert [x.version for x in Repository(server_env.repo_dir).releases("sigma-spectrum")] == [
         "1.0.0"
     ]
-    assert _listed(client, engineer) == [("1.0.0", "reconciled")]
-    assert _audit_actions(server_env)[-1] == "release.reindex"
+    listing = client.get("/api/v1/releases", headers=engineer).json
+    _assert_indexed_and_audited_as_the_engineers(server_env, listing)
 
 
 def test_release_published_but_not_recorded_is_indexed_by_the_next_refresher_tick(
@@ -608,8 +706,8 @@ def test_release_published_but_not_recorded_is_indexed_by_the_next_refresher_tic
     )
     scheduler.tick()
     assert scheduler.errors == 0
-    assert _listed(client, engineer) == [("1.0.0", "reconciled")]
-    assert _audit_actions(server_env)[-1] == "release.reindex"
+    listing = client.get("/api/v1/releases", headers=engineer).json
+    _assert_indexed_and_audited_as_the_engineers(server_env, listing)
 
 
 def test_release_published_but_not_recorded_is_indexed_at_the_next_start(
@@ -634,8 +732,7 @@ def test_release_published_but_not_recorded_is_indexed_at_the_next_start(
     restarted = create_app(server_env.config())
     try:
         listing = restarted.test_client().get("/api/v1/releases", headers=engineer).json
-        assert [x["version"] for x in listing["releases"]] == ["1.0.0"]
-        assert listing["releases"][0]["published_by"] == "reconciled"
+        _assert_indexed_and_audited_as_the_engineers(server_env, listing)
     finally:
         dispose(restarted)
 
