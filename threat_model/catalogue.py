@@ -664,22 +664,63 @@ _CONTROLS = (
     ),
     Control(
         "C-BUNDLE-SAFE-UNPACK",
-        "Tar bundles are unpacked with the data filter and bounds",
-        "No links, absolute or .. paths; member count and size bounded.",
-        ("signer.bundle:open_bundle",),
+        "Tar bundles are read as a stream, front to back, and bounded per header",
+        "One streaming reader (the CLI's and the server's): members counted and sizes "
+        "checked as each header is read, so a million-member tar costs 65 headers; links, "
+        "devices, sparse files, absolute or .. paths and repeated names are refused, never "
+        "stripped; the private folder it unpacks into is removed on every exit.",
+        (
+            "signer.bundle:open_bundle_stream",
+            "signer._tarstream:unpack_tar",
+            "signer.bundle:open_bundle",
+        ),
         _n(
             "signer/test_publish_refusals",
             "test_refuses_tar_bundle_with_path_traversal",
             "test_refuses_tar_bundle_with_too_many_members",
         )
-        + _n(_REPOSITORY, "test_publish_from_tar_bundle"),
+        + _n(_REPOSITORY, "test_publish_from_tar_bundle")
+        + _n(
+            "signer/test_bundle_stream",
+            "test_hostile_tar_is_refused_while_streaming_and_leaves_nothing",
+            "test_open_bundle_refuses_a_hostile_tar_file_as_the_stream_reader_does",
+            "test_million_member_tar_is_refused_after_reading_max_members_plus_one_headers",
+            "test_header_only_tar_is_a_real_tar",
+            "test_member_limit_counts_every_member",
+            "test_signed_bundle_streams_into_a_private_directory_removed_afterwards",
+            "test_directory_is_removed_when_the_block_fails",
+            "test_full_disk_while_unpacking_is_an_os_error_naming_no_path",
+        )
+        + _n(
+            "update_server/test_upload_bounds",
+            "test_a_tar_of_a_million_members_is_refused_after_its_first_65_headers",
+        ),
+    ),
+    Control(
+        "C-BUNDLE-SIGNED-DECISION",
+        "A bundle is judged by what is signed; verify and publish decide alike",
+        "bundle.json is strict JSON with exactly its four fields, typed exactly; the "
+        "version and product it names must be the release the signed metadata adds, and "
+        "no file outside that release is read. release verify and release publish run "
+        "one decision (check_bundle), so verify never says 'not publishable' of what "
+        "publish publishes.",
+        ("signer.bundle:check_bundle", "signer.verification:verify_release_update"),
+        _n(
+            "signer/test_hostile_bundles",
+            "test_tampered_bundle_is_refused_by_verify_and_publish_alike",
+            "test_untampered_rewritten_bundle_is_verified_and_published",
+        ),
     ),
     Control(
         "C-ATOMIC-PUBLISH",
         "Published files are immutable; timestamp.json is replaced last and atomically",
         "A pump polling during a publish, or after a crash in the middle of one, sees the "
         "old or the new repository, never a mixture.",
-        ("signer.repository:Repository.publish", "pumpguard.fsutil:write_immutable"),
+        (
+            "signer.repository:Repository.publish",
+            "pumpguard.fsutil:write_immutable",
+            "signer._journal:WriteJournal",
+        ),
         _n(
             _REPOSITORY,
             "test_published_files_are_immutable_and_timestamp_is_the_only_replaced_file",
@@ -688,6 +729,14 @@ _CONTROLS = (
         + _n(_TUF_FILES, "test_leftover_of_an_interrupted_publish_is_not_cached_as_immutable")
         + _n(
             "pumpguard/test_fsutil", "test_write_immutable_is_idempotent_but_refuses_other_content"
+        )
+        + _n(
+            "signer/test_publish_enospc",
+            "test_publish_out_of_space_fails_in_one_line_and_leaves_the_repository_as_it_was",
+            "test_publish_out_of_inodes_removes_the_folders_it_made",
+            "test_failed_publish_keeps_the_leftovers_of_an_earlier_killed_publish",
+            "test_failure_after_timestamp_was_replaced_removes_nothing",
+            "test_other_repository_writes_out_of_space_leave_the_repository_as_it_was",
         ),
     ),
     Control(
@@ -880,10 +929,16 @@ _CONTROLS = (
         "C-API-SCOPE",
         "A release engineer's token is scoped to its products",
         "A token for product A cannot publish product B; the repository stays unchanged.",
-        ("update_server.auth:Caller.may_publish",),
+        ("update_server.auth:Caller.may_publish", "update_server.releases:publish_release"),
         _n(
             _PUBLISH_API,
             "test_upload_with_token_for_another_product_is_refused_and_repository_unchanged",
+            "test_upload_by_a_token_of_several_products_must_declare_one",
+        )
+        + _n(
+            "update_server/test_upload_bounds",
+            "test_an_upload_the_server_would_refuse_is_answered_before_its_body_is_sent",
+            "test_the_cli_upload_declares_its_product_and_hears_a_refusal_sent_before_the_body",
         ),
     ),
     Control(
@@ -952,6 +1007,39 @@ _CONTROLS = (
             "test_query_string_is_part_of_the_signature",
             "test_checkin_missing_a_signature_header_is_refused",
             "test_checkin_with_malformed_signature_headers_is_refused",
+        ),
+    ),
+    Control(
+        "C-DEVICE-KEY-VALIDITY",
+        "Device keys are prime-order Ed25519 points",
+        "A small-order key (32 zero bytes among them) lets anyone sign with S = 0; a "
+        "non-canonical or mixed-order key is no key an honest pump makes. libsodium's "
+        "point check refuses them at enrollment and again on every signed request, and "
+        "migration 0003 names any already enrolled.",
+        (
+            "update_server.device_keys:check_public_key",
+            "update_server.devices:enroll",
+            "update_server.device_auth:load_public_key",
+        ),
+        _n(
+            "update_server/test_device_keys",
+            "test_the_small_order_table_is_exactly_the_eight_torsion_points",
+            "test_libsodium_refuses_every_case_of_the_table",
+            "test_small_order_keys_let_anyone_forge_a_signature_with_s_zero",
+            "test_check_public_key_names_what_is_wrong",
+            "test_check_public_key_refuses_a_key_of_another_length",
+            "test_check_public_key_accepts_generated_keys",
+            "test_a_stored_unusable_key_loads_as_an_authentication_failure",
+            "test_enrollment_refuses_an_unusable_key_and_writes_nothing",
+            "test_generated_keys_still_enroll_and_check_in",
+            "test_a_check_in_forged_for_a_stored_zero_key_is_refused_over_http",
+        )
+        + _n(
+            "update_server/test_device_key_migration",
+            "test_upgrade_refuses_devices_enrolled_with_unusable_keys_and_names_them",
+            "test_upgrade_from_0001_stops_at_a_whole_revision_and_resumes_after_the_remedy",
+            "test_upgrade_passes_once_the_named_devices_are_revoked",
+            "test_upgrade_to_0003_of_a_clean_database_changes_nothing",
         ),
     ),
     Control(
@@ -1050,8 +1138,25 @@ _CONTROLS = (
         "Request sizes and pages are bounded before parsing",
         "Bundles above the upload limit are 413; signed bodies and enrollments are "
         "bounded before the sender is authenticated; list pages are bounded.",
-        ("update_server.releases", "update_server.device_auth:authenticate_device"),
+        (
+            "update_server.releases",
+            "update_server.device_auth:authenticate_device",
+            "update_server.spool:upload_slots",
+            "update_server.spool:sweep",
+        ),
         _n(_PUBLISH_API, "test_bundle_larger_than_the_limit_is_413")
+        + _n(
+            "update_server/test_upload_bounds",
+            "test_a_tar_of_a_million_members_is_refused_after_its_first_65_headers",
+            "test_uploads_beyond_the_bounds_get_429_per_token_and_503_in_all",
+        )
+        + _n(
+            "update_server/test_upload_leftovers",
+            "test_a_killed_upload_leaves_nothing_once_the_server_restarts",
+            "test_the_start_up_clean_up_spares_an_upload_in_flight_in_another_process",
+            "test_a_failed_upload_leaves_nothing",
+            "test_an_upload_that_fills_the_disk_is_a_500_naming_no_path_and_leaves_nothing",
+        )
         + _n(_DEVICE_AUTH, "test_oversized_signed_body_is_refused_before_parsing")
         + _n(
             _DEVICES,
@@ -1064,8 +1169,13 @@ _CONTROLS = (
         "C-STRICT-INPUT",
         "Strict JSON and schema checks; a refused request changes nothing",
         "Duplicate keys, unknown fields, wrong types and malformed uploads are refused "
-        "with a JSON error; the OpenAPI document covers every route.",
-        ("update_server.devices:parse_json_object", "pumpguard.jsonutil:loads_strict"),
+        "with a JSON error; the OpenAPI document covers every route and states exactly "
+        "what the server accepts (tests compare the two on tables and generated bodies).",
+        (
+            "update_server.devices:parse_json_object",
+            "pumpguard.jsonutil:loads_strict",
+            "update_server._openapi_inputs:INPUT_SCHEMAS",
+        ),
         _n(
             _DEVICES,
             "test_malformed_checkin_is_refused_and_changes_nothing",
@@ -1077,12 +1187,36 @@ _CONTROLS = (
             "update_server/test_openapi",
             "test_openapi_document_is_valid_and_complete",
             "test_wrong_method_answers_json_405_with_allow_header",
+            "test_every_pattern_is_exact_in_both_regex_dialects",
+        )
+        + _n(
+            "update_server/test_openapi_contract",
+            "test_the_document_accepts_a_body_exactly_when_the_server_does",
+            "test_the_largest_accepted_bodies_fit_the_body_limits_as_compact_json",
+            "test_each_rule_beyond_json_schema_is_stated_in_the_document",
+            "test_each_rule_beyond_json_schema_is_exercised_by_the_tables",
+            "test_the_document_refuses_iso_8601_times_that_are_not_rfc_3339",
+            "test_the_server_refuses_iso_8601_times_that_are_not_rfc_3339",
+        )
+        + _n(
+            "update_server/test_openapi_generated",
+            "test_generated_bodies_are_accepted_by_the_document_exactly_when_by_the_server",
+        )
+        + _n(
+            "update_server/test_openapi_queries",
+            "test_the_document_accepts_a_query_value_exactly_when_the_server_does",
+            "test_the_release_list_refuses_integers_no_client_writes",
         )
         + _n(
             "signer/test_bundle_errors",
             "test_corrupt_metadata_raises_bundle_error_naming_the_file",
             "test_cli_refuses_corrupt_metadata_with_one_line",
             "test_corrupt_metadata_in_tar_bundle_is_refused",
+        )
+        + _n(
+            "pumpguard/test_cli",
+            "test_system_error_is_one_line_naming_the_command_and_the_reason",
+            "test_repository_error_naming_a_path_with_a_newline_stays_one_line",
         )
         + _n(
             "pumpguard/test_jsonutil",
@@ -1096,6 +1230,83 @@ _CONTROLS = (
         + _n(
             "update_server/test_device_auth",
             "test_a_device_id_followed_by_a_newline_is_not_a_device_id",
+        ),
+    ),
+    Control(
+        "C-HOSTILE-CLIENTS",
+        "The embedded server outlasts slow and flooding clients",
+        "`server run` serves with waitress through a guard: a slow client costs a socket, "
+        "not a thread; a request head must arrive within header_timeout and a body within "
+        "body_timeout (408); at the connection cap, which is kept below the open-file "
+        "limit, the oldest connections without a complete request are dropped so a new "
+        "one is always served; large bodies only on the upload route, a bounded number at "
+        "once (503 and Retry-After).",
+        ("update_server.serve:serve", "update_server._guarded_waitress:GuardedServer"),
+        _n(
+            "update_server/test_server_run_hostile",
+            "test_slowloris_leaves_timestamp_served_within_its_deadline",
+            "test_a_slow_client_is_closed_within_its_deadline",
+            "test_a_body_larger_than_its_route_takes_is_refused_at_its_head",
+            "test_uploads_received_at_once_are_bounded_and_the_next_is_told_to_retry",
+        )
+        + _n(
+            "update_server/test_server_run_uploads",
+            "test_an_upload_server_run_would_refuse_is_answered_from_its_head_alone",
+            "test_an_allowed_upload_head_waits_for_its_body_and_publishes",
+            "test_100_continue_is_sent_only_for_a_head_that_passed",
+            "test_a_head_check_waiting_on_the_database_does_not_stall_other_clients",
+            "test_an_upload_head_pipelined_behind_another_request_is_judged_after_its_answer",
+        )
+        + _n(
+            "update_server/test_resource_exhaustion",
+            "test_server_run_settings_must_be_finite_and_bounded",
+            "test_server_run_settings_come_from_the_environment_too",
+            "test_server_run_refuses_a_bad_flag_in_one_line",
+        ),
+    ),
+    Control(
+        "C-BOUNDED-POOLS",
+        "Database connections come from bounded pools, after the checks that need none",
+        "A signed request's headers, device id, declared size and timestamp are checked "
+        "before a connection is taken; check-ins and sessions draw on pools of "
+        "db_pool_size connections returned at each request's end; an exhausted pool is 503 "
+        "with Retry-After at once, never a hang or an exhausted PostgreSQL.",
+        ("update_server.db:DevicePool", "update_server.device_auth:authenticate_device"),
+        _n(
+            "update_server/test_server_run_hostile",
+            "test_forged_checkins_on_new_connections_leave_postgres_connections_bounded",
+        )
+        + _n(
+            "update_server/test_resource_exhaustion",
+            "test_a_full_checkin_pool_answers_503_at_once_and_serves_again_when_free",
+            "test_checks_that_need_no_database_answer_while_the_pool_is_exhausted",
+            "test_a_full_session_pool_answers_503_at_once",
+        )
+        + _n(
+            _DEVICE_AUTH,
+            "test_a_broken_device_connection_answers_503_and_is_replaced",
+            "test_concurrent_checkins_share_a_pool_of_at_most_its_size",
+        ),
+    ),
+    Control(
+        "C-PRIVATE-SERVER-DATA",
+        "Server errors and files disclose nothing of the server",
+        "API errors of the upload and publish path name no server path (the data, "
+        "upload, key and temp folders become labels; an OSError reports its reason only); "
+        "server.db and its WAL files are created 0600.",
+        ("update_server.redact:public_message", "update_server.db:engine_for"),
+        _n(
+            "update_server/test_upload_leftovers",
+            "test_errors_of_bad_uploads_name_no_server_path",
+            "test_an_upload_that_fills_the_disk_is_a_500_naming_no_path_and_leaves_nothing",
+        )
+        + _n(
+            "update_server/test_resource_exhaustion",
+            "test_the_sqlite_database_and_its_wal_files_are_private",
+        )
+        + _n(
+            "signer/test_bundle_stream",
+            "test_full_disk_while_unpacking_is_an_os_error_naming_no_path",
         ),
     ),
     Control(
@@ -1113,6 +1324,10 @@ _CONTROLS = (
             "test_range_positions_with_thousands_of_digits_are_answered_per_rfc_9110",
             "test_flood_of_huge_range_numbers_leaks_no_file_descriptors",
             "test_any_error_while_answering_closes_the_file",
+        )
+        + _n(
+            "update_server/test_resource_exhaustion",
+            "test_out_of_descriptors_is_503_to_retry_never_404",
         )
         + _n("update_server/test_gunicorn", "test_documented_gunicorn_command_serves_tuf_and_api"),
     ),
@@ -1147,7 +1362,11 @@ _CONTROLS = (
         "Each entry's hash covers its content and the previous hash; `server audit "
         "verify` finds a changed, inserted or removed entry, the off-site head catches "
         "truncation.",
-        ("update_server.audit:append", "update_server.audit:verify_chain"),
+        (
+            "update_server.audit:append",
+            "update_server.audit:verify_chain",
+            "update_server.publish_records:index_unindexed",
+        ),
         _n("update_server/test_datadir", "test_audit_chain_detects_tampering")
         + _n("update_server/test_server_cli", "test_audit_verify_fails_on_a_changed_entry")
         + _n(
@@ -1169,6 +1388,11 @@ _CONTROLS = (
         + _n(
             "update_server/test_server_cli",
             "test_audit_verify_prints_an_anchor_that_a_later_verify_checks",
+        )
+        + _n(
+            "update_server/test_upload_records",
+            "test_a_publish_killed_right_after_timestamp_json_is_replaced_keeps_its_publisher",
+            "test_each_upload_is_recorded_before_the_repository_is_written_and_marked_when_it_ends",
         ),
     ),
     Control(
@@ -1322,8 +1546,16 @@ _CONTROLS = (
     Control(
         "C-RESUMABLE-DOWNLOAD",
         "Downloads resume from a checkpoint",
-        "Range requests from the last fsynced checkpoint; a server ignoring Range is handled.",
-        ("device_agent.download:download_to_slot", "device_agent.fetcher:AgentFetcher.stream"),
+        "Range requests from the last fsynced checkpoint; a server ignoring Range is handled. "
+        "Progress counts as progress: only attempts in a row without an advanced checkpoint "
+        "count towards giving up, a round is bounded by the firmware deadline, and giving up "
+        "keeps the checkpoint for the next round of the same target.",
+        (
+            "device_agent.download:download_to_slot",
+            "device_agent.fetcher:AgentFetcher.stream",
+            "device_agent.agent:Agent._do_downloading",
+            "device_agent.state:ResumePoint",
+        ),
         _n(_DOWNLOAD, "test_resumes_interrupted_download_from_checkpoint")
         + _n(
             _FETCHER,
@@ -1331,7 +1563,32 @@ _CONTROLS = (
             "test_skips_prefix_when_server_ignores_range",
             "test_complete_offset_makes_no_request",
         )
-        + _n(_DOWNLOAD, "test_a_transfer_cut_short_is_retried_and_resumed_not_refused"),
+        + _n(_DOWNLOAD, "test_a_transfer_cut_short_is_retried_and_resumed_not_refused")
+        + _n(
+            _DOWNLOAD,
+            "test_a_dropped_transfer_checkpoints_what_arrived_before_the_error",
+            "test_a_slow_link_is_checkpointed_every_checkpoint_seconds",
+        )
+        + _n(
+            "device_agent/test_sigkill",
+            "test_killed_five_times_mid_download_the_agent_resumes_each_time_and_finishes",
+        )
+        + _n(
+            "device_agent/test_download_progress",
+            "test_give_up_rule_counts_only_attempts_without_progress",
+            "test_a_round_of_downloading_is_bounded_by_the_firmware_deadline_then_resumed",
+            "test_a_resumed_image_with_a_wrong_hash_is_discarded_and_counts_as_a_failure",
+            "test_kept_bytes_resume_only_the_same_target",
+            "test_connection_dropped_five_times_mid_body_the_agent_process_resumes_and_finishes",
+            "test_checkpoint_interval_is_bounded_and_named_when_wrong",
+        )
+        + _n(
+            _STATE,
+            "test_a_state_file_written_before_resume_points_still_loads",
+            "test_a_resume_point_is_persisted",
+            "test_kept_bytes_fit_only_the_same_target_in_the_same_slot",
+            "test_nothing_to_resume_makes_no_resume_point",
+        ),
     ),
     Control(
         "C-AB-TRIAL-BOOT",
@@ -1841,7 +2098,13 @@ _THREATS = (
         "commit, learning assignments) or one pump's key speaks for another.",
         _r(_E.ADJACENT, _S.SERIOUS),
         _r(_E.THEORETICAL, _S.SERIOUS),
-        ("C-DEVICE-SIGNATURE", "C-DEVICE-BINDING", "C-DEVICE-REVOCATION", "C-ENROLLMENT"),
+        (
+            "C-DEVICE-SIGNATURE",
+            "C-DEVICE-KEY-VALIDITY",
+            "C-DEVICE-BINDING",
+            "C-DEVICE-REVOCATION",
+            "C-ENROLLMENT",
+        ),
     ),
     Threat(
         "SRV-REPLAY",
@@ -1874,7 +2137,14 @@ _THREATS = (
         "exhaust memory, disk or the database before anyone is authenticated.",
         _r(_E.REMOTE, _S.SERIOUS),
         _r(_E.ADJACENT, _S.MINOR),
-        ("C-SIZE-LIMITS", "C-STATIC-TUF", "C-BACKOFF"),
+        (
+            "C-SIZE-LIMITS",
+            "C-HOSTILE-CLIENTS",
+            "C-BOUNDED-POOLS",
+            "C-STATIC-TUF",
+            "C-BACKOFF",
+            "C-ATOMIC-PUBLISH",
+        ),
     ),
     Threat(
         "SRV-INPUT",
@@ -1885,7 +2155,7 @@ _THREATS = (
         "half-processed, leaving inconsistent records.",
         _r(_E.REMOTE, _S.MINOR),
         _r(_E.THEORETICAL, _S.MINOR),
-        ("C-STRICT-INPUT",),
+        ("C-STRICT-INPUT", "C-BUNDLE-SIGNED-DECISION"),
     ),
     Threat(
         "SRV-PUBLISH-RACE",
@@ -1918,6 +2188,17 @@ _THREATS = (
         _r(_E.REMOTE, _S.CRITICAL),
         _r(_E.THEORETICAL, _S.CRITICAL),
         ("C-TUF-FILES-PATHS",),
+    ),
+    Threat(
+        "SRV-DISCLOSURE",
+        "Errors and data files disclose the server's internals",
+        _STRIDE.INFORMATION_DISCLOSURE,
+        ("E-SERVER", "E-SERVER-FILES", "E-DB"),
+        "An API error names the server's folders (data, uploads, keys), helping an "
+        "attacker aim; the database file is readable by other local users.",
+        _r(_E.REMOTE, _S.MINOR),
+        _r(_E.THEORETICAL, _S.MINOR),
+        ("C-PRIVATE-SERVER-DATA",),
     ),
     Threat(
         "SRV-WRONG-KEY",
@@ -1982,7 +2263,7 @@ _THREATS = (
         "swapped, files added), so the second person signs what they did not check.",
         _r(_E.INSIDER, _S.CATASTROPHIC),
         _r(_E.THEORETICAL, _S.CATASTROPHIC),
-        ("C-BUNDLE-INTACT", "C-TWO-PERSON"),
+        ("C-BUNDLE-INTACT", "C-BUNDLE-SIGNED-DECISION", "C-TWO-PERSON"),
     ),
     Threat(
         "SGN-BUNDLE-TRAVERSAL",
