@@ -116,19 +116,32 @@ def _parse_affected(entry: object, where: str) -> PackageRange | None:
     return PackageRange(ecosystem=ecosystem, name=name, ranges=tuple(ranges), versions=versions)
 
 
+# OSV severity types pumpguard scores, oldest first: on equal scores the newer wins.
+_SCORED_TYPES = ("CVSS_V3", "CVSS_V4")
+
+
 def _severity(doc: dict[str, Any], where: str) -> tuple[float | None, str | None]:
-    """The highest CVSS v3 score of the record, else any vector without a score."""
-    best: tuple[float | None, str | None] = (None, None)
+    """The highest CVSS 3.x or 4.0 score of the record, else any vector without a score.
+
+    On equal scores the newer CVSS version's vector is kept, as for NVD records.
+    """
+    best: tuple[float, int, str] | None = None
+    unscored: str | None = None
     for i, entry in enumerate(_list(doc, "severity", where)):
         if not isinstance(entry, dict) or not isinstance(entry.get("score"), str):
             raise FeedError(f"{where}: severity[{i}] must have a string 'score'")
         vector: str = entry["score"]
-        score = _cvss.base_score_v3(vector) if entry.get("type") == "CVSS_V3" else None
-        if score is not None and (best[0] is None or score > best[0]):
-            best = (score, vector)
-        elif best[1] is None:
-            best = (None, vector)
-    return best
+        kind = entry.get("type")
+        score = _cvss.base_score(vector) if kind in _SCORED_TYPES else None
+        if score is None:
+            unscored = unscored or vector
+            continue
+        candidate = (score, _SCORED_TYPES.index(str(kind)), vector)
+        if best is None or candidate[:2] > best[:2]:
+            best = candidate
+    if best is None:
+        return None, unscored
+    return best[0], best[2]
 
 
 def _severity_label(doc: dict[str, Any], score: float | None) -> str:

@@ -5,7 +5,10 @@ A component is matched by its package URL against OSV records (``SEMVER`` and
 configurations (exact versions and ``versionStart/End`` bounds). A component
 whose package URL no advisory source covers (``pkg:github``, ``pkg:generic``,
 ``pkg:rpm``, a ``deb`` purl of a distribution OSV does not publish) and that
-has no CPE is *not checked*, with the reason. A distribution package is
+has no CPE is *not checked*, with the reason; so is a component whose version
+cannot be ordered against an advisory of its package (an ecosystem without an
+ordering pumpguard knows, or a version that is not one of its ecosystem's:
+:mod:`sbom.versions` never orders by guess). A distribution package is
 matched only against the affected entries of its own release (the purl's
 ``distro`` qualifier); when its release is not known, every release's entries
 are tried and the finding says so. Advisories about the same vulnerability
@@ -21,15 +24,15 @@ this module only decides.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from sbom._cpe import parse_cpe
 from sbom._purl import PurlKeys, ecosystem_release, purl_keys
-from sbom.advisory import Advisory, CpeRange, KevEntry, OsvRange, PackageRange, cvss_version
+from sbom._ranges import cpe_affects, osv_affects
+from sbom.advisory import Advisory, CpeRange, KevEntry, PackageRange, cvss_version
 from sbom.model import SbomComponent, component_identity
-from sbom.versions import Scheme, compare, scheme_for_ecosystem
+from sbom.versions import UnorderableVersionError
 from sbom.vex import Analysis
 
 __all__ = [
@@ -165,8 +168,11 @@ class AuditResult:
         findings: Sorted by :meth:`Finding.sort_key`.
         components: How many components were audited.
         unidentified: Components no advisory can match (no CPE, and no
-            package URL with a version that an advisory source covers): a
-            reviewer must know they were not checked.
+            package URL with a version that an advisory source covers), and
+            components whose version could not be ordered against an advisory
+            of their package (their ecosystem has no ordering pumpguard knows,
+            or a version does not parse in it): a reviewer must know they were
+            not checked, or not completely.
         reasons: Why, one per entry of ``unidentified``.
     """
 
@@ -194,83 +200,6 @@ class AuditResult:
             result["kev"] += f.kev is not None
             result["needs_triage"] += f.needs_triage
         return result
-
-
-# ------------------------------------------------------------------ matching
-def osv_affects(version: str, package: PackageRange) -> bool:
-    """Whether an OSV ``affected`` entry covers ``version``.
-
-    The version is affected if it is listed in ``versions``, or lies in a
-    ``SEMVER`` or ``ECOSYSTEM`` range evaluated as the OSV schema says: events
-    sorted by version, ``introduced`` opens, ``fixed`` closes (exclusive),
-    ``last_affected`` closes (inclusive), ``limit`` caps. ``GIT`` ranges need
-    the repository and never match here.
-    """
-    if version in package.versions:
-        return True
-    for osv_range in package.ranges:
-        if osv_range.type == "GIT":
-            continue
-        scheme = (
-            Scheme.SEMVER if osv_range.type == "SEMVER" else scheme_for_ecosystem(package.ecosystem)
-        )
-        if _in_osv_range(version, osv_range, scheme):
-            return True
-    return False
-
-
-def _in_osv_range(version: str, osv_range: OsvRange, scheme: Scheme) -> bool:
-    def order(a: tuple[str, str], b: tuple[str, str]) -> int:
-        # "introduced 0" is before every version.
-        if a[1] == "0" and a[0] == "introduced":
-            return -1 if b != a else 0
-        if b[1] == "0" and b[0] == "introduced":
-            return 1
-        return compare(a[1], b[1], scheme)
-
-    limits = [v for kind, v in osv_range.events if kind == "limit" and v != "*"]
-    if limits and not any(compare(version, limit, scheme) < 0 for limit in limits):
-        return False
-    affected = False
-    for kind, bound in sorted(osv_range.events, key=functools.cmp_to_key(order)):
-        if kind == "introduced":
-            if bound == "0" or compare(version, bound, scheme) >= 0:
-                affected = True
-        elif kind == "fixed":
-            if compare(version, bound, scheme) >= 0:
-                affected = False
-        elif kind == "last_affected" and compare(version, bound, scheme) > 0:
-            affected = False
-    return affected
-
-
-def cpe_affects(version: str, update: str, cpe_range: CpeRange) -> bool:
-    """Whether an NVD ``cpeMatch`` entry covers a version of its product.
-
-    An exact version in the criteria must equal ``version``; ``*`` with bounds
-    needs ``version`` inside all of them; ``*`` without bounds covers every
-    version. A specific ``update`` in the criteria must equal the component's.
-    """
-    if cpe_range.update not in ("*", "-") and update not in ("*", cpe_range.update):
-        return False
-    generic = Scheme.GENERIC
-    if cpe_range.version not in ("*", "-", ""):
-        return compare(version, cpe_range.version, generic) == 0
-    if cpe_range.version == "-":
-        return False
-
-    def outside(bound: str | None, allowed: tuple[int, ...]) -> bool:
-        if bound is None:
-            return False
-        c = compare(version, bound, generic)
-        return (c > 0) - (c < 0) not in allowed
-
-    return not (
-        outside(cpe_range.start_including, (0, 1))
-        or outside(cpe_range.start_excluding, (1,))
-        or outside(cpe_range.end_including, (-1, 0))
-        or outside(cpe_range.end_excluding, (-1,))
-    )
 
 
 # --------------------------------------------------------------------- audit
@@ -320,7 +249,7 @@ def audit(
 def _matches(component: SbomComponent, source: AdvisorySource) -> tuple[list[_Match], str | None]:
     """The component's matches, and why it was not checked (``None`` if it was)."""
     matches: list[_Match] = []
-    identified = False
+    identified = incomplete = False
     problems: list[str] = []
     keys = purl_keys(component.purl) if component.purl else None
     version = (keys.version if keys else None) or component.version
@@ -332,7 +261,12 @@ def _matches(component: SbomComponent, source: AdvisorySource) -> tuple[list[_Ma
         problems.append("its purl has no version, nor has the component")
     elif keys is not None and version:
         identified = True
-        matches += _purl_matches(keys, version, source)
+        purl_matches, unordered = _purl_matches(keys, version, source)
+        matches += purl_matches
+        if unordered:
+            # Never "not affected" by an advisory whose range could not be evaluated.
+            incomplete = True
+            problems.append(_unordered_reason(unordered))
     cpe = parse_cpe(component.cpe) if component.cpe else None
     cpe_version = cpe.version if cpe and cpe.version not in ("*", "-") else component.version
     if component.cpe and cpe is None:
@@ -350,12 +284,15 @@ def _matches(component: SbomComponent, source: AdvisorySource) -> tuple[list[_Ma
             seen_cpe.add(advisory.id)
             fixed = [cpe_range.end_excluding] if cpe_range.end_excluding else []
             matches.append(_Match(advisory, "cpe", fixed))
-    if identified:
+    if identified and not incomplete:
         return matches, None
     return matches, "; ".join(problems) or "no purl or CPE"
 
 
-def _purl_matches(keys: PurlKeys, version: str, source: AdvisorySource) -> list[_Match]:
+def _purl_matches(
+    keys: PurlKeys, version: str, source: AdvisorySource
+) -> tuple[list[_Match], dict[str, list[str]]]:
+    """The purl's matches, and the advisories that could not be evaluated, by reason."""
     # Every affected entry of each advisory under the purl's keys, except those
     # of another release than the component's (Debian:12 for a debian-11 package).
     entries: dict[tuple[str, str], tuple[Advisory, list[PackageRange]]] = {}
@@ -368,13 +305,33 @@ def _purl_matches(keys: PurlKeys, version: str, source: AdvisorySource) -> list[
             entry = entries.setdefault((advisory.source, advisory.id), (advisory, []))
             entry[1].append(package)
     matches: list[_Match] = []
+    unordered: dict[str, list[str]] = {}
     for advisory, packages in entries.values():
-        hits = [p for p in packages if osv_affects(version, p)]
+        hits: list[PackageRange] = []
+        for package in packages:
+            try:
+                if osv_affects(version, package):
+                    hits.append(package)
+            except UnorderableVersionError as error:
+                unordered.setdefault(str(error), []).append(advisory.id)
         if not hits:
             continue
         fixed = [v for p in hits for r in p.ranges for kind, v in r.events if kind == "fixed"]
         matches.append(_Match(advisory, "purl", fixed, _release_note(keys, packages, hits)))
-    return matches
+    return matches, unordered
+
+
+def _unordered_reason(unordered: dict[str, list[str]]) -> str:
+    """Why a component's version could not be checked against some advisories."""
+    parts = [f"{why} ({_some(sorted(set(ids)))})" for why, ids in sorted(unordered.items())]
+    return "its version cannot be ordered against every advisory of its package: " + "; ".join(
+        parts
+    )
+
+
+def _some(ids: list[str], shown: int = 5) -> str:
+    more = len(ids) - shown
+    return ", ".join(ids[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def _release_note(

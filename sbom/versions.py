@@ -4,12 +4,20 @@ Advisories say which versions are affected as ranges ("introduced 1.2.0, fixed
 1.2.12"), and whether a component's version lies in a range depends on how its
 ecosystem orders versions: Debian puts ``1.0~rc1`` before ``1.0``, PyPI puts
 ``1.0rc1`` before ``1.0``, semantic versioning puts ``1.0.0-rc.1`` before
-``1.0.0``, and OpenSSL's ``1.1.1k`` comes after ``1.1.1``. Each scheme here is
-a pure function of two strings; nothing is looked up.
+``1.0.0``, Maven puts ``2.17.0-m1`` (a milestone) before ``2.17.0``, RubyGems
+puts ``1.0.a`` before ``1.0``, and Alpine puts ``1.2.3_p1-r0`` (a patch
+release) after ``1.2.3-r1``. Each scheme here is a pure function of two
+strings; nothing is looked up.
 
-A version a scheme cannot parse is compared with the generic scheme, together
-with the version it is compared to, so that a comparison always has an answer
-and both sides are ordered by the same rules.
+Semantic versioning, PEP 440 (through :mod:`packaging`) and dpkg are the
+project's own exact schemes. Maven, RubyGems, Alpine's apk and NuGet are
+ordered by the maintained library ``univers`` (:mod:`sbom._univers`).
+Packagist is ordered exactly for plain numeric releases only (see
+:func:`_composer_key`). An ecosystem without a scheme, or a version its scheme
+cannot parse, is not ordered by guess: :func:`compare` raises
+:class:`UnorderableVersionError` and the audit lists the component as not
+checked. Only :attr:`Scheme.GENERIC`, for NVD's free-form CPE versions that
+belong to no ecosystem, orders any two strings.
 """
 
 from __future__ import annotations
@@ -21,7 +29,9 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-__all__ = ["Scheme", "compare", "scheme_for_ecosystem"]
+from sbom import _univers
+
+__all__ = ["Scheme", "UnorderableVersionError", "compare", "scheme_for_ecosystem"]
 
 
 class Scheme(enum.Enum):
@@ -33,11 +43,48 @@ class Scheme(enum.Enum):
     PEP440 = "pep440"
     #: Debian's ``[epoch:]upstream[-revision]``, ordered as dpkg does.
     DPKG = "dpkg"
-    #: Runs of digits compared as numbers, letters as text; for everything else.
+    #: Maven's ComparableVersion (through ``univers``).
+    MAVEN = "maven"
+    #: RubyGems' Gem::Version (through ``univers``).
+    RUBYGEMS = "rubygems"
+    #: Alpine's apk versions, ``1.2.3a_p1-r0`` (through ``univers``).
+    APK = "apk"
+    #: NuGet's four-part versions with case-insensitive labels (through ``univers``).
+    NUGET = "nuget"
+    #: Composer (Packagist) versions; plain numeric releases only.
+    COMPOSER = "composer"
+    #: Runs of digits compared as numbers, letters as text; for NVD CPE versions.
     GENERIC = "generic"
 
 
+class UnorderableVersionError(ValueError):
+    """A version that cannot be ordered in its ecosystem: it is never ordered by guess."""
+
+
+#: How each scheme is named in messages.
+_LABELS = {
+    Scheme.SEMVER: "semantic versioning",
+    Scheme.PEP440: "PEP 440",
+    Scheme.DPKG: "dpkg",
+    Scheme.MAVEN: "Maven",
+    Scheme.RUBYGEMS: "RubyGems",
+    Scheme.APK: "Alpine apk",
+    Scheme.NUGET: "NuGet",
+    Scheme.COMPOSER: "Composer (plain numeric releases only)",
+    Scheme.GENERIC: "generic",
+}
+
+# Schemes ordered by univers, and its class for each.
+_UNIVERS = {
+    Scheme.MAVEN: _univers.UniversScheme.MAVEN,
+    Scheme.RUBYGEMS: _univers.UniversScheme.RUBYGEMS,
+    Scheme.APK: _univers.UniversScheme.APK,
+    Scheme.NUGET: _univers.UniversScheme.NUGET,
+}
+
 # OSV ecosystem (lower case, without a ":release" suffix) -> ordering of its versions.
+# Ecosystems not listed (Hackage, CRAN, ConanCenter, SwiftURL, ...) have none:
+# their ECOSYSTEM ranges are not evaluated.
 _ECOSYSTEM_SCHEMES = {
     "pypi": Scheme.PEP440,
     "debian": Scheme.DPKG,
@@ -47,21 +94,27 @@ _ECOSYSTEM_SCHEMES = {
     "go": Scheme.SEMVER,
     "hex": Scheme.SEMVER,
     "pub": Scheme.SEMVER,
-    "nuget": Scheme.SEMVER,
+    "maven": Scheme.MAVEN,
+    "rubygems": Scheme.RUBYGEMS,
+    "alpine": Scheme.APK,
+    "wolfi": Scheme.APK,
+    "chainguard": Scheme.APK,
+    "nuget": Scheme.NUGET,
+    "packagist": Scheme.COMPOSER,
 }
 
 
-def scheme_for_ecosystem(ecosystem: str) -> Scheme:
+def scheme_for_ecosystem(ecosystem: str) -> Scheme | None:
     """The ordering an OSV ecosystem's ``ECOSYSTEM`` ranges use.
 
     Args:
         ecosystem: An OSV ecosystem name such as ``PyPI`` or ``Debian:12``.
 
     Returns:
-        The scheme; :attr:`Scheme.GENERIC` for ecosystems without a known one.
+        The scheme, or ``None`` for an ecosystem pumpguard cannot order.
     """
     base = ecosystem.split(":", 1)[0].strip().lower()
-    return _ECOSYSTEM_SCHEMES.get(base, Scheme.GENERIC)
+    return _ECOSYSTEM_SCHEMES.get(base)
 
 
 def compare(a: str, b: str, scheme: Scheme) -> int:
@@ -75,25 +128,51 @@ def compare(a: str, b: str, scheme: Scheme) -> int:
     Returns:
         A negative number if ``a`` comes before ``b``, zero if they are the
         same version, a positive number if ``a`` comes after ``b``.
+
+    Raises:
+        UnorderableVersionError: ``a`` or ``b`` is not a version of ``scheme``
+            (every string is one of :attr:`Scheme.GENERIC` and of
+            :attr:`Scheme.DPKG`, which orders any string as dpkg does).
     """
     if scheme is Scheme.DPKG:
         return _dpkg_compare(a, b)
+    if scheme in _UNIVERS:
+        return _univers_compare(a, b, _UNIVERS[scheme], scheme)
     key_a = _key(a, scheme)
     key_b = _key(b, scheme)
-    if key_a is None or key_b is None:
-        key_a, key_b = _generic_key(a), _generic_key(b)
     return int(key_a > key_b) - int(key_a < key_b)
 
 
+def _unorderable(version: str, scheme: Scheme) -> UnorderableVersionError:
+    return UnorderableVersionError(f"{version!r} cannot be ordered by {_LABELS[scheme]} rules")
+
+
 def _key(version: str, scheme: Scheme) -> Any:
+    if scheme is Scheme.GENERIC:
+        return _generic_key(version)
+    key: Any
     if scheme is Scheme.SEMVER:
-        return _semver_key(version)
-    if scheme is Scheme.PEP440:
-        return _pep440_key(version)
-    return _generic_key(version)
+        key = _semver_key(version)
+    elif scheme is Scheme.PEP440:
+        key = _pep440_key(version)
+    else:
+        key = _composer_key(version)
+    if key is None:
+        raise _unorderable(version, scheme)
+    return key
+
+
+def _univers_compare(a: str, b: str, kind: _univers.UniversScheme, scheme: Scheme) -> int:
+    result = _univers.compare(a, b, kind)
+    if result is None:
+        raise _unorderable(a if _univers.parse(a, kind) is None else b, scheme)
+    return result
 
 
 # ------------------------------------------------------------------ semver
+# Kept rather than univers' SemverVersion: that one coerces what is not semver
+# ("1.2.3.4" becomes "1.2.3+4", "2024.01" becomes "2024.1.0") where this refuses
+# it, and it took 43 us a comparison here against 17 us for this one uncached.
 _SEMVER_RE = re.compile(
     r"^v?(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?(?:\.(0|[1-9]\d*))?"
     r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+[0-9A-Za-z.-]*)?$"
@@ -121,6 +200,25 @@ def _pep440_key(version: str) -> Version | None:
         return Version(version)
     except InvalidVersion:
         return None
+
+
+# ---------------------------------------------------------------- Composer
+# Composer's VersionParser::normalize pads a classic version (one to five
+# digits, then up to three more numeric parts) to four parts, and
+# version_compare orders such versions part by part as numbers. Anything with a
+# stability suffix (-beta1, -RC2, -p1, dev-...) is left unordered: the
+# hand-written generic scheme and univers' ComposerVersion (a semver coercion)
+# both get those wrong (univers puts 1.0-RC1 before 1.0-beta2, 1.0.0-p1 before
+# 1.0.0, and 2.4.1.2 equal to 2.4.1).
+_COMPOSER_RE = re.compile(r"[vV]?(\d{1,5})(?:\.(\d+))?(?:\.(\d+))?(?:\.(\d+))?")
+
+
+@functools.lru_cache(maxsize=65536)
+def _composer_key(version: str) -> tuple[int, ...] | None:
+    m = _COMPOSER_RE.fullmatch(version.strip())
+    if m is None:
+        return None
+    return tuple(int(g) if g else 0 for g in m.groups())
 
 
 # ------------------------------------------------------------------ generic
@@ -157,6 +255,8 @@ def _generic_key(version: str) -> tuple[tuple[int, int, str], ...]:
 
 
 # --------------------------------------------------------------------- dpkg
+# Kept rather than univers' DebianVersion: both follow dpkg's verrevcmp and
+# agree on the tests' pairs, and this one took 17 us a comparison against 28 us.
 def _dpkg_split(version: str) -> tuple[int, str, str]:
     text = version.strip()
     epoch = 0

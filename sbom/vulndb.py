@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from sbom import _cvss
 from sbom._purl import package_key
 from sbom.advisory import Advisory, CpeRange, KevEntry, OsvRange, PackageRange
 from sbom.errors import VulnDbError
@@ -677,6 +678,10 @@ def _statements(script: str) -> Iterator[str]:
 
 def _advisory(row: Sequence[Any], upstream: str = "[]") -> Advisory:
     source, vuln_id, aliases, summary, published, modified, score, vector, severity = row
+    if score is None and vector:
+        # A store imported before CVSS 4.0 vectors were scored holds them unscored.
+        score = _cvss.base_score(vector)
+        severity = _cvss.rating(score) if score is not None else severity
     return Advisory(
         source=source,
         id=vuln_id,

@@ -1,11 +1,15 @@
-"""Version ordering per ecosystem (sbom.versions) and CVSS scores (sbom._cvss)."""
+"""Version ordering per ecosystem (sbom.versions) and CVSS scores (sbom._cvss).
+
+The ecosystems ordered through univers, and Packagist, have their tables in
+test_sbom_version_orders.py.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from sbom._cvss import base_score_v3, rating
-from sbom.versions import Scheme, compare, scheme_for_ecosystem
+from sbom._cvss import base_score, rating
+from sbom.versions import Scheme, UnorderableVersionError, compare, scheme_for_ecosystem
 
 
 @pytest.mark.parametrize(
@@ -55,9 +59,23 @@ def test_equivalent_spellings_compare_equal(a: str, b: str, scheme: Scheme) -> N
     assert compare(a, b, scheme) == 0
 
 
-def test_unparsable_versions_fall_back_to_generic_order() -> None:
-    assert compare("not-a-version-1", "not-a-version-2", Scheme.PEP440) < 0
-    assert compare("2024.01", "2024.1.1", Scheme.SEMVER) < 0
+@pytest.mark.parametrize(
+    ("a", "b", "scheme"),
+    [
+        ("not-a-version-1", "not-a-version-2", Scheme.PEP440),
+        ("2024.01", "2024.1.1", Scheme.SEMVER),
+        ("1.2.3.4", "1.2.3", Scheme.SEMVER),
+    ],
+)
+def test_versions_a_scheme_cannot_parse_are_never_ordered_by_guess(
+    a: str, b: str, scheme: Scheme
+) -> None:
+    with pytest.raises(UnorderableVersionError, match=a):
+        compare(a, b, scheme)
+
+
+def test_the_generic_scheme_of_nvd_versions_orders_any_two_strings() -> None:
+    assert compare("not-a-version-1", "not-a-version-2", Scheme.GENERIC) < 0
 
 
 @pytest.mark.parametrize(
@@ -67,11 +85,18 @@ def test_unparsable_versions_fall_back_to_generic_order() -> None:
         ("Debian:11", Scheme.DPKG),
         ("Go", Scheme.SEMVER),
         ("npm", Scheme.SEMVER),
-        ("Maven", Scheme.GENERIC),
-        ("Alpine:v3.18", Scheme.GENERIC),
+        ("Maven", Scheme.MAVEN),
+        ("RubyGems", Scheme.RUBYGEMS),
+        ("Alpine:v3.18", Scheme.APK),
+        ("Wolfi", Scheme.APK),
+        ("NuGet", Scheme.NUGET),
+        ("Packagist", Scheme.COMPOSER),
+        ("Hackage", None),
+        ("CRAN", None),
+        ("SwiftURL", None),
     ],
 )
-def test_ecosystems_map_to_their_scheme(ecosystem: str, scheme: Scheme) -> None:
+def test_ecosystems_map_to_their_scheme(ecosystem: str, scheme: Scheme | None) -> None:
     assert scheme_for_ecosystem(ecosystem) is scheme
 
 
@@ -87,19 +112,36 @@ def test_ecosystems_map_to_their_scheme(ecosystem: str, scheme: Scheme) -> None:
     ],
 )
 def test_cvss_v3_base_score_matches_the_specification(vector: str, score: float) -> None:
-    assert base_score_v3(vector) == score
+    assert base_score(vector) == score
+
+
+@pytest.mark.parametrize(
+    ("vector", "score"),
+    [
+        # CVSS v4.0 scores as FIRST's calculator gives them
+        ("CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N", 9.3),
+        ("CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:H/SI:H/SA:H", 10.0),
+        ("CVSS:4.0/AV:L/AC:L/AT:N/PR:L/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N", 8.5),
+        ("CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:N/VI:N/VA:N/SC:N/SI:N/SA:N", 0.0),
+    ],
+)
+def test_cvss_v4_vectors_are_scored(vector: str, score: float) -> None:
+    assert base_score(vector) == score
 
 
 @pytest.mark.parametrize(
     "vector",
     [
-        "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N",
+        "CVSS:4.0/AV:N/AC:L",
+        "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N/XX:Y",
         "CVSS:3.1/AV:N",
-        "AV:N/AC:L",
+        "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H/AV:L",
+        "AV:N/AC:L/Au:N/C:N/I:N/A:P",
+        "",
     ],
 )
-def test_cvss_vectors_without_a_v3_formula_have_no_score(vector: str) -> None:
-    assert base_score_v3(vector) is None
+def test_incomplete_or_unknown_cvss_vectors_have_no_score(vector: str) -> None:
+    assert base_score(vector) is None
 
 
 def test_cvss_ratings_follow_the_v31_bands() -> None:
