@@ -1800,7 +1800,7 @@ _CONTROLS = (
         "Every release's components are audited against OSV, NVD and KEV",
         "Affected versions are matched per ecosystem; KEV findings first; untriaged "
         "findings above a threshold fail the audit; unchecked components are listed.",
-        ("sbom.audit",),
+        ("sbom.audit", "sbom.versions", "sbom._ranges", "sbom._cvss", "sbom._cpe"),
         _n(
             "sbom/test_sbom_audit",
             "test_affected_versions_match_and_fixed_ones_do_not",
@@ -1821,6 +1821,36 @@ _CONTROLS = (
             "test_debian_fix_of_the_components_release_is_used",
             "test_withdrawn_osv_record_is_not_reported",
             "test_cve_rejected_later_is_removed_from_the_store",
+        )
+        + _n(
+            "sbom/test_sbom_version_orders",
+            "test_versions_before_the_fix_are_affected",
+            "test_versions_order_as_their_ecosystems_reference_says",
+            "test_versions_their_ecosystem_scheme_cannot_parse_are_unorderable",
+            "test_an_ecosystem_pumpguard_cannot_order_is_not_evaluated",
+            "test_a_listed_version_or_a_semver_range_needs_no_ecosystem_order",
+            "test_one_range_that_matches_is_enough_even_if_another_cannot_be_evaluated",
+            "test_audit_reports_the_alpine_false_negative_as_a_finding",
+            "test_a_version_that_cannot_be_ordered_is_listed_as_not_checked",
+            "test_findings_stay_when_another_advisory_cannot_be_evaluated",
+        )
+        + _n(
+            "sbom/test_sbom_audit_scores_and_cpes",
+            "test_a_cvss4_only_critical_finding_fails_audit_fail_on_with_exit_5",
+            "test_an_osv_record_with_only_a_cvss4_vector_is_rated_by_its_score",
+            "test_the_higher_of_a_v3_and_a_v4_score_is_kept",
+            "test_a_store_imported_before_cvss4_scoring_rates_the_finding_when_read",
+            "test_a_cpe22_uri_with_percent_escapes_matches_the_nvd_record",
+            "test_cpe_uris_bind_to_the_formatted_string_nistir_7695_gives",
+            "test_malformed_cpe_uris_are_refused",
+            "test_a_cpe_uri_parses_to_the_parts_of_its_formatted_string",
+        )
+        + _n(
+            "sbom/test_sbom_versions",
+            "test_versions_a_scheme_cannot_parse_are_never_ordered_by_guess",
+            "test_the_generic_scheme_of_nvd_versions_orders_any_two_strings",
+            "test_cvss_v4_vectors_are_scored",
+            "test_incomplete_or_unknown_cvss_vectors_have_no_score",
         ),
     ),
     Control(
