@@ -4,8 +4,8 @@ A real loopback server (raw sockets, so it can break HTTP at will) answers
 the agent's signed POSTs. A hostile or broken server must not hold the pump's
 agent: the request fails within its deadline (``server.timeout``) with a clear
 transfer error, the state machine goes on (idle, backoff, the next poll), and
-the outbox keeps every event the server did not store (threats AGT-SLOW,
-TUF-ENDLESS-DATA, AGT-REPORT-LOSS).
+the outbox keeps every event the server did not store. Over mutual TLS too,
+with a dripped handshake (threats AGT-SLOW, TUF-ENDLESS-DATA, AGT-REPORT-LOSS).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import socket
 import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +32,7 @@ from device_agent.httpclient import AgentHttp
 from device_agent.reporting import ServerClient
 from device_agent.simulator import SimulatedPump
 from device_agent.state import AgentState
+from pki_support import make_pki, server_context
 from repo_support import PRODUCT
 
 DEADLINE = 2.0  # the pump's server.timeout in these tests
@@ -149,11 +152,19 @@ class _Handler(socketserver.StreamRequestHandler):
         return True
 
 
-@pytest.fixture
-def hostile() -> Iterator[_Hostile]:
+@contextlib.contextmanager
+def _serve(tls: ssl.SSLContext | None = None) -> Iterator[_Hostile]:
     server = _TCPServer(("127.0.0.1", 0), _Handler)
     server.stopping = threading.Event()
-    server.hostile = _Hostile(f"http://127.0.0.1:{server.server_address[1]}")
+    scheme = "http"
+    if tls is not None:
+        # The handshake runs in the handler's thread, on its first read, so
+        # a client stuck in it cannot block the server's accept loop.
+        server.socket = tls.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
+        scheme = "https"
+    server.hostile = _Hostile(f"{scheme}://127.0.0.1:{server.server_address[1]}")
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.daemon = True
     thread.start()
@@ -163,6 +174,44 @@ def hostile() -> Iterator[_Hostile]:
         server.stopping.set()
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def hostile() -> Iterator[_Hostile]:
+    with _serve() as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _dripping_relay(upstream: str, stopping: threading.Event) -> Iterator[str]:
+    """A TCP relay that passes the server's bytes (TLS handshake included) one per DRIP s."""
+    port = int(upstream.rsplit(":", 1)[1])
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def pipe(src: socket.socket, dst: socket.socket, drip: bool) -> None:
+        with contextlib.suppress(OSError):
+            while not stopping.is_set():
+                data = src.recv(1 if drip else 65536)
+                if not data:
+                    return
+                dst.sendall(data)
+                if drip:
+                    time.sleep(DRIP)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while not stopping.is_set():
+                client, _ = listener.accept()
+                server = socket.create_connection(("127.0.0.1", port))
+                for args in ((client, server, False), (server, client, True)):
+                    threading.Thread(target=pipe, args=args, daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stopping.set()
+        listener.close()
 
 
 def _pump(directory: Path, server_url: str) -> SimulatedPump:
@@ -280,6 +329,34 @@ def test_a_hostile_answer_to_a_report_is_a_transfer_error_within_the_deadline(
     if attack in ("drips-chunks", "endless-without-content-length", "oversized-content-length"):
         # Refused on its head, before a byte of the body: no deadline needed.
         assert elapsed < 1.0, elapsed
+
+
+@pytest.mark.parametrize("attack", ["drips-the-handshake", "drips-the-head", "drips-the-body"])
+def test_a_report_over_mutual_tls_to_a_dripping_server_fails_within_the_deadline(
+    tmp_path: Path, attack: str
+) -> None:
+    """Under TLS too: the watchdog cuts a dripped handshake, head or body in time."""
+    pki = make_pki(tmp_path / "pki")
+    config = _pump(tmp_path / "pump", "http://127.0.0.1:9").config()
+    key = serialization.load_pem_private_key(config.key.read_bytes(), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    http = AgentHttp(
+        ca_file=pki / "ca.crt", client_cert=pki / "pump.crt", client_key=pki / "pump.key"
+    )
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(_serve(server_context(pki)))
+        url = server.url
+        if attack == "drips-the-handshake":
+            url = stack.enter_context(_dripping_relay(server.url, threading.Event()))
+        else:
+            server.scripts["checkin"] = _DRIPS[attack][0]
+        client = ServerClient(url, "pump-0001", key, http, DEADLINE)
+        started = time.monotonic()
+        with pytest.raises(TransferError, match="in time") as e:
+            client.checkin({"state": "idle"})
+        elapsed = time.monotonic() - started
+    assert e.value.reason == "slow-retrieval"
+    assert elapsed < DEADLINE + SLACK, elapsed
 
 
 def test_the_agent_talks_to_the_server_through_one_shared_http_client(tmp_path: Path) -> None:
