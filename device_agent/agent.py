@@ -35,7 +35,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import urllib3
 from tuf.api.metadata import TargetFile
 
 from device_agent._durable import make_dirs_durable
@@ -49,6 +48,7 @@ from device_agent.errors import (
     UpdateRefusedError,
 )
 from device_agent.fetcher import AgentFetcher
+from device_agent.httpclient import AgentHttp
 from device_agent.policy import check_offered_release
 from device_agent.reporting import (
     CheckinAnswer,
@@ -205,12 +205,10 @@ class Agent:
         self._rng = random.Random()  # noqa: S311  # nosec B311
         self._runtime = _Runtime(poll_interval=config.server.poll_interval)
         server = config.server
-        self._http = urllib3.PoolManager(
-            num_pools=4,
-            maxsize=2,
-            ca_certs=str(server.ca_file) if server.ca_file else None,
-            cert_file=str(server.client_cert) if server.client_cert else None,
-            key_file=str(server.client_key) if server.client_key else None,
+        # One HTTP client for TUF, check-ins and events: one pool, one TLS
+        # configuration, the same deadline and framing defences (AGT-SLOW).
+        self.http = AgentHttp(
+            ca_file=server.ca_file, client_cert=server.client_cert, client_key=server.client_key
         )
         self.fetcher = AgentFetcher(
             version=__version__,
@@ -218,12 +216,15 @@ class Agent:
             read_timeout=server.timeout,
             deadline=server.metadata_deadline,
             min_rate=server.min_firmware_rate,
-            ca_file=server.ca_file,
-            client_cert=server.client_cert,
-            client_key=server.client_key,
+            http=self.http,
         )
         self.client = ServerClient(
-            server.url, config.device_id, load_device_key(config.key), self._http, server.timeout
+            server.url,
+            config.device_id,
+            load_device_key(config.key),
+            self.http,
+            server.timeout,
+            user_agent=self.fetcher.user_agent,
         )
 
     # ------------------------------------------------------------ plumbing

@@ -27,7 +27,7 @@ Example (every key shown; the ones with defaults may be left out)::
     metadata_url = "https://cdn.example.org/tuf/metadata"   # default: url + /tuf/metadata
     targets_url = "https://cdn.example.org/tuf/targets"     # default: url + /tuf/targets
     ca_file = "ca.pem"                 # optional; mutual TLS with client_cert/client_key
-    timeout = 30                       # seconds per connect / read
+    timeout = 30                       # seconds per connect / read; a whole check-in or event post
     metadata_deadline = 120            # seconds for a whole metadata file (slow retrieval)
     min_firmware_rate = 16384          # bytes/s the firmware download must average (>= 1024)
     poll_interval = 300                # until the server says otherwise

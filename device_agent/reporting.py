@@ -7,6 +7,14 @@ stored them, so an update's outcome is reported even if the server was down or
 the pump lost power right after it happened. Polling backs off exponentially
 with full jitter when the server is unreachable, so a fleet coming back from an
 outage does not hammer it in lockstep.
+
+Requests go through the agent's one HTTP client
+(:class:`device_agent.httpclient.AgentHttp`, shared with the TUF fetcher):
+each check-in and event post has a deadline on the whole exchange, not a gap
+timeout, so a server dripping its answer (body or head) cannot hold the agent
+(threat AGT-SLOW); the answer must be framed by a ``Content-Length`` of at
+most 64 KiB, no chunked or close-delimited body (threat TUF-ENDLESS-DATA);
+redirects are refused.
 """
 
 from __future__ import annotations
@@ -23,12 +31,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import urllib3
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tuf.api import exceptions
 
 from device_agent import _durable
 from device_agent.errors import AgentConfigError, TransferError
+from device_agent.httpclient import AgentHttp, Deadline
 from pumpguard.device_auth import sign_request
 from pumpguard.http import error_message
 
@@ -205,21 +214,34 @@ class CheckinAnswer:
 
 
 class ServerClient:
-    """Signed requests to ``/api/v1/devices/<id>/...``."""
+    """Signed requests to ``/api/v1/devices/<id>/...``.
+
+    Args:
+        base_url: The update server.
+        device_id: The pump's enrolled id.
+        key: The pump's enrolled Ed25519 key.
+        http: The agent's shared HTTP client.
+        timeout: Seconds of server time one request may take in total
+            (connect, request, response head and body).
+        user_agent: Sent as ``User-Agent``.
+    """
 
     def __init__(
         self,
         base_url: str,
         device_id: str,
         key: Ed25519PrivateKey,
-        http: urllib3.PoolManager,
+        http: AgentHttp,
         timeout: float,
+        *,
+        user_agent: str = "pumpguard-agent",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.device_id = device_id
         self._key = key
         self._http = http
         self._timeout = timeout
+        self._user_agent = user_agent
         self._prefix = urlsplit(self.base_url).path
 
     def _post(self, suffix: str, doc: Mapping[str, Any]) -> Any:
@@ -227,26 +249,36 @@ class ServerClient:
         body = json.dumps(doc, separators=(",", ":")).encode()
         headers = sign_request(self._key, self.device_id, "POST", path, body)
         headers["Content-Type"] = "application/json"
+        headers["User-Agent"] = self._user_agent
         url = f"{self.base_url}/api/v1/devices/{self.device_id}/{suffix}"
         try:
-            response = self._http.request(
+            # One deadline for the whole exchange (threat AGT-SLOW), and an
+            # answer framed by a Content-Length of at most 64 KiB (threat
+            # TUF-ENDLESS-DATA): a hostile server cannot hold the agent here.
+            response = self._http.open(
                 "POST",
                 url,
-                body=body,
+                deadline=Deadline(self._timeout, url),
                 headers=headers,
-                timeout=urllib3.Timeout(total=self._timeout),
-                retries=False,
-                preload_content=False,
-                redirect=False,
+                body=body,
+                connect_timeout=self._timeout,
+                read_timeout=self._timeout,
             )
-            try:
-                data = response.read(_MAX_ANSWER + 1)
-            finally:
-                response.release_conn()
-        except urllib3.exceptions.HTTPError as e:
+            data = response.read_all(_MAX_ANSWER)
+        except exceptions.SlowRetrievalError as e:
+            raise TransferError(
+                f"the update server did not answer {suffix} in time: {e}", reason="slow-retrieval"
+            ) from e
+        except exceptions.DownloadLengthMismatchError as e:
+            raise TransferError(f"the update server's answer to {suffix} is too large: {e}") from e
+        except exceptions.DownloadError as e:
             raise TransferError(f"cannot reach the update server at {self.base_url}: {e}") from e
-        if len(data) > _MAX_ANSWER:
-            raise TransferError(f"the update server's answer to {suffix} is too large")
+        if 300 <= response.status < 400:
+            # Redirects are refused: the server's API has fixed URLs.
+            raise TransferError(
+                f"update server answered {suffix} with a redirect ({response.status}): refused",
+                reason=f"http-{response.status}",
+            )
         if response.status >= 400:
             message = error_message(data, response.reason)
             error = _RejectedError if 400 <= response.status < 500 else TransferError

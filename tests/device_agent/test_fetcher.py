@@ -291,7 +291,7 @@ def test_a_malformed_content_length_fails_the_metadata_transfer(
 
 def test_the_watchdog_cuts_a_read_that_outlasts_its_deadline() -> None:
     """No single read, however many receives it makes below, outlives the deadline."""
-    from device_agent.fetcher import _Watchdog
+    from device_agent.httpclient import _Watchdog
 
     quiet, _peer = socket.socketpair()
     with quiet, _peer:

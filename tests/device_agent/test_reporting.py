@@ -8,11 +8,11 @@ import socket
 from pathlib import Path
 
 import pytest
-import urllib3
 
 from agent_support import World
 from device_agent.agent import Agent
 from device_agent.errors import TransferError
+from device_agent.httpclient import AgentHttp
 from device_agent.reporting import Outbox, ServerClient, backoff_delay, load_device_key
 from device_agent.state import AgentState
 from repo_support import PRODUCT
@@ -31,7 +31,7 @@ def test_events_are_queued_while_the_server_is_down_and_delivered_in_order(
     pump = world.new_pump(tmp_path / "pump", "pump-0001")
     config = pump.config()
     key = load_device_key(config.key)
-    http = urllib3.PoolManager()
+    http = AgentHttp()
     outbox = Outbox(config.state_dir)
     for i in range(3):
         outbox.append("deferred", {"reason": "infusion-running", "n": i})
@@ -57,9 +57,7 @@ def test_a_batch_the_server_refuses_as_malformed_does_not_block_later_ones(
     config = pump.config()
     outbox = Outbox(config.state_dir)
     outbox.append("no-such-kind", {})
-    client = ServerClient(
-        world.base_url, "pump-0001", load_device_key(config.key), urllib3.PoolManager(), 5
-    )
+    client = ServerClient(world.base_url, "pump-0001", load_device_key(config.key), AgentHttp(), 5)
     outbox.flush(client)
     outbox.append("check", {"path": "x"})
     assert outbox.flush(client) == 1
@@ -71,9 +69,7 @@ def test_unenrolled_pump_keeps_its_events(world: World, tmp_path: Path) -> None:
     config = pump.config()
     outbox = Outbox(config.state_dir)
     outbox.append("check", {})
-    client = ServerClient(
-        world.base_url, "pump-0009", load_device_key(config.key), urllib3.PoolManager(), 5
-    )
+    client = ServerClient(world.base_url, "pump-0009", load_device_key(config.key), AgentHttp(), 5)
     with pytest.raises(TransferError, match="401"):
         outbox.flush(client)
     assert len(outbox.pending()) == 1
