@@ -472,8 +472,11 @@ _CONTROLS = (
         "C-FETCH-DEADLINE",
         "Every file has a deadline, trickling servers are dropped",
         "A deadline per file (from its length and a minimum rate) covers headers and "
-        "body; slow retrieval ends the transfer and is reported as an error event.",
-        ("device_agent.fetcher:AgentFetcher.file_deadline",),
+        "body; slow retrieval ends the transfer and is reported as an error event. "
+        "Check-ins and event posts go through the same client (one watchdog per "
+        "request, framing and size checks), so a server dripping its answer cannot "
+        "hold the agent.",
+        ("device_agent.fetcher:AgentFetcher.file_deadline", "device_agent.httpclient:AgentHttp"),
         _n(
             "device_agent/test_agent_attacks",
             "test_slow_retrieval_is_abandoned_and_reported",
@@ -490,7 +493,14 @@ _CONTROLS = (
             "test_slow_firmware_is_a_reported_transfer_error",
         )
         + _n(_DOWNLOAD, "test_slow_retrieval_is_a_reported_transfer_error")
-        + _n(_FETCHER, "test_the_watchdog_cuts_a_read_that_outlasts_its_deadline"),
+        + _n(_FETCHER, "test_the_watchdog_cuts_a_read_that_outlasts_its_deadline")
+        + _n(
+            "device_agent/test_reporting_hostile_server",
+            "test_a_server_dripping_its_answer_cannot_hold_the_agent",
+            "test_a_hostile_answer_to_a_report_is_a_transfer_error_within_the_deadline",
+            "test_a_report_over_mutual_tls_to_a_dripping_server_fails_within_the_deadline",
+            "test_the_agent_talks_to_the_server_through_one_shared_http_client",
+        ),
     ),
     Control(
         "C-SLOT-HASH-STREAM",
@@ -1695,6 +1705,13 @@ _CONTROLS = (
             "test_events_are_queued_while_the_server_is_down_and_delivered_in_order",
             "test_a_batch_the_server_refuses_as_malformed_does_not_block_later_ones",
             "test_unenrolled_pump_keeps_its_events",
+        )
+        + _cases(
+            "device_agent/test_reporting_hostile_server",
+            "test_a_server_dripping_its_answer_cannot_hold_the_agent",
+            "drips-the-body-events",
+            "drips-the-head-events",
+            "drips-chunks-events",
         ),
     ),
     Control(
