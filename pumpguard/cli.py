@@ -19,7 +19,7 @@ import click
 from pumpguard import __version__
 from pumpguard.errors import PumpguardError
 
-__all__ = ["main"]
+__all__ = ["EXTRA_MODULES", "main", "missing_extra"]
 
 #: Command name -> "module:attribute" of the component's click group.
 _COMPONENTS: dict[str, tuple[str, str]] = {
@@ -30,13 +30,41 @@ _COMPONENTS: dict[str, tuple[str, str]] = {
     "vulndb": ("sbom.cli:vulndb", "Import vulnerability feeds into the offline store."),
     "agent": ("device_agent.cli:agent", "Run the pump agent or a simulated pump."),
     "server": ("update_server.cli:server", "Create, run and administer the update server."),
-    "device": ("update_server.device_cli:device", "Enroll pumps with the update server."),
+    "device": ("pumpguard.device_cli:device", "Make device keys and enroll pumps."),
     "threats": ("threat_model.cli:threats", "Check, list and report the threat model."),
     "assurance": (
         "threat_model.assurance_cli:assurance",
         "Static analysis and the premarket assurance package.",
     ),
 }
+
+
+#: Top-level module -> the extra that installs it, for the hint on a base install.
+EXTRA_MODULES: dict[str, str] = {
+    "flask": "server",
+    "werkzeug": "server",
+    "sqlalchemy": "server",
+    "alembic": "server",
+    "psycopg": "server",
+    "psycopg_pool": "server",
+    "gunicorn": "server",
+    "waitress": "server",
+    "nacl": "server",
+    "pkcs11": "pkcs11",
+    "asn1crypto": "pkcs11",
+}
+
+
+def missing_extra(error: ModuleNotFoundError) -> str | None:
+    """The extra whose absence ``error`` reports, if it is one of ours.
+
+    Args:
+        error: Raised by an import.
+
+    Returns:
+        The extra's name (``server``, ``pkcs11``), or None for another module.
+    """
+    return EXTRA_MODULES.get((error.name or "").partition(".")[0])
 
 
 class _LazyGroup(click.Group):
@@ -128,11 +156,21 @@ def main(argv: list[str] | None = None) -> Any:
     a full disk included), 2 bad usage or configuration, 3 release contract
     violation, 4 verification failure (signatures, hashes, threshold), 5 a
     policy check failed (SBOM check or audit findings above the chosen
-    threshold), 130 interrupted.
+    threshold), 130 interrupted. A command that needs an extra the
+    installation lacks exits 2 with the ``pip install`` line that adds it.
     """
     args = sys.argv[1:] if argv is None else argv
     try:
         rv = cli.main(args=args, standalone_mode=False)
+    except ModuleNotFoundError as e:
+        extra = missing_extra(e)
+        if extra is None:
+            raise
+        click.echo(
+            f"error: this command needs the {extra} extra ({e}): pip install 'pumpguard[{extra}]'",
+            err=True,
+        )
+        sys.exit(2)
     except PumpguardError as e:
         click.echo(f"error: {_one_line(str(e))}", err=True)
         sys.exit(e.exit_code)

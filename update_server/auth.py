@@ -25,6 +25,7 @@ from update_server import audit
 from update_server.db import get_session
 from update_server.errors import BadRequestError, ForbiddenError, UnauthorizedError
 from update_server.models import ApiToken, utcnow
+from update_server.roles import ROLES
 
 __all__ = [
     "ROLES",
@@ -36,7 +37,6 @@ __all__ = [
     "revoke_token",
 ]
 
-ROLES = ("admin", "operator", "release-engineer", "reviewer")
 # A recognisable prefix lets secret scanners find leaked tokens; not a secret.
 TOKEN_PREFIX = "pgt_"  # noqa: S105  # nosec B105
 F = TypeVar("F", bound=Callable[..., Any])

@@ -1,4 +1,10 @@
-"""``pumpguard server``: create, run and administer an update server."""
+"""``pumpguard server``: create, run and administer an update server.
+
+The commands import the server (Flask, SQLAlchemy, the database drivers) when
+they run, not when this module is imported, so ``pumpguard server ... --help``
+works on a base install; running one without the server extra fails with the
+``pip install 'pumpguard[server]'`` hint (:func:`pumpguard.cli.main`).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,17 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
 from pumpguard.errors import ConfigError
 from pumpguard.fsutil import atomic_write_bytes
-from update_server.audit import verify_chain
-from update_server.auth import ROLES, create_token, revoke_token
 from update_server.config import ServerConfig, load_config
-from update_server.db import engine_for, session_scope
-from update_server.errors import ApiError
-from update_server.models import ApiToken
+from update_server.roles import ROLES
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 __all__ = ["server"]
 
@@ -43,6 +46,11 @@ def _config(data_dir: Path) -> ServerConfig:
 
 @contextmanager
 def _session(config: ServerConfig) -> Iterator[Session]:
+    from sqlalchemy.orm import sessionmaker
+
+    from update_server.db import engine_for, session_scope
+    from update_server.errors import ApiError
+
     engine = engine_for(config.database_url)
     try:
         with session_scope(sessionmaker(engine)) as session:
@@ -232,6 +240,8 @@ def token_create(
     data_dir: Path, name: str, role: str, products: tuple[str, ...], out: Path, as_json: bool
 ) -> None:
     """Create a token; the secret goes to --out only, the database keeps its hash."""
+    from update_server.auth import create_token
+
     if out.exists():
         raise ConfigError(f"{out} exists; refusing to overwrite a token file")
     with _session(_config(data_dir)) as session:
@@ -253,6 +263,10 @@ def token_create(
 @click.option("--json", "as_json", is_flag=True)
 def token_list(data_dir: Path, as_json: bool) -> None:
     """List tokens (never their secrets)."""
+    from sqlalchemy import select
+
+    from update_server.models import ApiToken
+
     with _session(_config(data_dir)) as session:
         rows: list[dict[str, Any]] = [
             {
@@ -280,6 +294,8 @@ def token_list(data_dir: Path, as_json: bool) -> None:
 @click.argument("token_id", type=int)
 def token_revoke(data_dir: Path, token_id: int) -> None:
     """Revoke a token; it stops working at once."""
+    from update_server.auth import revoke_token
+
     with _session(_config(data_dir)) as session:
         revoke_token(session, token_id)
     click.echo(f"token {token_id} revoked")
@@ -314,6 +330,8 @@ def audit_verify(
     notebook, another system) and pass it with --expected-entry later: a
     rewritten history then fails even though every hash was recomputed.
     """
+    from update_server.audit import verify_chain
+
     with _session(_config(data_dir)) as session:
         report = verify_chain(session, expected_head, anchors)
     anchor = f"{report.entries}:{report.head}"

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from pumpguard.device_cli import enroll_device
 from pumpguard.errors import ConfigError
 from pumpguard.http import check_server_url
 from signer._upload import releases_endpoint, upload_bundle
-from update_server.device_cli import enroll_device
 
 # (case, URL, normalised URL it is accepted as)
 ACCEPTED: list[tuple[str, str, str]] = [

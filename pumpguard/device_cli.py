@@ -4,6 +4,14 @@
 token taken from an environment variable (never from the command line, where
 other users could read it in the process list). ``keygen`` writes the key pair
 a pump (or the simulator) signs its requests with.
+
+This is the operator's client, so it lives here and not in ``update_server``:
+it runs on a base install (``pip install pumpguard``, no server extra) and
+needs only click, urllib3 and cryptography. It checks that a public key is
+well-formed (64 hex digits or an Ed25519 PEM) so that a wrong file fails before
+any request; whether the key is acceptable to enroll is the server's decision
+alone (it validates every enrollment whatever the client did), so the client
+does not repeat the server's checks nor pull in their dependencies.
 """
 
 from __future__ import annotations
