@@ -17,8 +17,8 @@ final newline) and spells digits as ``[0-9]`` under ``re.ASCII`` (``\\d``
 matches any Unicode digit, which ``int()`` then parses).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: the TypedDicts' NotRequired
+# fields must be seen at run time (``__optional_keys__``).
 import re
 from enum import StrEnum
 from typing import NewType, NotRequired, TypedDict, TypeGuard
