@@ -1,27 +1,12 @@
-"""The wire contract between a pump and the update server, written once.
-
-Everything a pump sends to ``/api/v1/devices/<id>/...`` and what it gets back
-is defined here: the identifier rules (public compiled patterns and
-validators), the vocabularies (:class:`~enum.StrEnum`), the bodies
-(:class:`~typing.TypedDict`) and their size limits. The agent builds its
-bodies from these types, the server validates with these rules and limits,
-and the OpenAPI document (``update_server._openapi_inputs``) is built from
-them; tests/pumpguard/test_wire_contract.py runs the real agent's bodies and
-a table of identifiers through all three (threat SRV-INPUT).
-
-This module imports nothing but the standard library, so the agent can use
-it without Flask or the server.
+"""The identifier rules and size limits of the wire contract.
 
 Every pattern is meant for ``fullmatch`` (``$`` would also match before a
 final newline) and spells digits as ``[0-9]`` under ``re.ASCII`` (``\\d``
 matches any Unicode digit, which ``int()`` then parses).
 """
 
-# No ``from __future__ import annotations``: the TypedDicts' NotRequired
-# fields must be seen at run time (``__optional_keys__``).
 import re
-from enum import StrEnum
-from typing import NewType, NotRequired, TypedDict, TypeGuard
+from typing import TypeGuard
 
 from pumpguard.errors import ReleaseContractError
 
@@ -46,28 +31,8 @@ __all__ = [
     "SEMVER_RE",
     "SHA256_RE",
     "SLOT_NAME_RE",
-    "AgentState",
-    "AssignedFirmware",
-    "AssignedRelease",
-    "AssignedSbom",
-    "CheckinAnswer",
-    "CheckinRequest",
-    "Event",
-    "EventBatch",
-    "EventKind",
-    "HttpStatusReason",
-    "LastUpdate",
-    "Reason",
-    "RefusalReason",
-    "SlotReport",
-    "SlotState",
-    "TherapyReport",
-    "TherapyState",
-    "UpdateResult",
-    "http_reason",
     "is_device_id",
     "is_rfc3339",
-    "parse_reason",
     "validate_device_id",
     "validate_hardware_id",
     "validate_product",
@@ -149,137 +114,6 @@ MAX_SLOTS = 4
 MAX_ERROR_TEXT = 512
 #: Largest anti-rollback counter (a signed 64-bit column).
 MAX_COUNTER = 2**63 - 1
-
-# ------------------------------------------------------------ vocabularies
-
-
-class EventKind(StrEnum):
-    """Update event kinds a pump may report."""
-
-    CHECK = "check"
-    DOWNLOAD_START = "download-start"
-    DOWNLOAD_DONE = "download-done"
-    VERIFIED = "verified"
-    DEFERRED = "deferred"
-    INSTALL = "install"
-    REBOOT = "reboot"
-    # The word "pass" is a self-test verdict, not a password.
-    SELF_TEST_PASS = "self-test-pass"  # noqa: S105  # nosec B105
-    SELF_TEST_FAIL = "self-test-fail"
-    COMMITTED = "committed"
-    ROLLED_BACK = "rolled-back"
-    ERROR = "error"
-
-
-class TherapyState(StrEnum):
-    """Therapy (infusion) states; the agent never installs unless ``idle``."""
-
-    IDLE = "idle"
-    RUNNING = "running"
-    PROGRAMMED = "programmed"
-
-
-class SlotState(StrEnum):
-    """States of one firmware slot."""
-
-    ACTIVE = "active"
-    INACTIVE = "inactive"
-    TRIAL = "trial"
-    EMPTY = "empty"
-    BAD = "bad"
-
-
-class UpdateResult(StrEnum):
-    """Outcomes of the last update attempt."""
-
-    COMMITTED = "committed"
-    ROLLED_BACK = "rolled-back"
-    FAILED = "failed"
-    IN_PROGRESS = "in-progress"
-
-
-class AgentState(StrEnum):
-    """The agent's states (DESIGN.md, Device agent), in the order an update passes them."""
-
-    IDLE = "idle"
-    CHECKING = "checking"
-    DOWNLOADING = "downloading"
-    VERIFIED = "verified"
-    WAITING = "waiting-for-safe-window"
-    INSTALLING = "installing"
-    REBOOTING = "rebooting"
-    VERIFYING_BOOT = "verifying-boot"
-    COMMITTED = "committed"
-    ROLLING_BACK = "rolling-back"
-    REPORTING = "reporting"
-
-
-class RefusalReason(StrEnum):
-    """Why the agent refused or gave up an update, as reported to the server.
-
-    docs/agent.md ("What the agent refuses, and the reason it reports") has
-    one row per reason; tests/pumpguard/test_wire_contract.py checks the table
-    and this enum name the same reasons. An HTTP status is reported as
-    ``http-NNN`` (:func:`http_reason`), not a member.
-    """
-
-    TUF_UNSIGNED_METADATA = "tuf-unsigned-metadata"
-    TUF_BAD_VERSION_NUMBER = "tuf-bad-version-number"
-    TUF_EXPIRED_METADATA = "tuf-expired-metadata"
-    TUF_LENGTH_OR_HASH_MISMATCH = "tuf-length-or-hash-mismatch"
-    TUF_DOWNLOAD_LENGTH_MISMATCH = "tuf-download-length-mismatch"
-    TUF_REPOSITORY = "tuf-repository"
-    TARGET_PATH = "target-path"
-    TARGET_NOT_FOUND = "target-not-found"
-    RELEASE_CONTRACT = "release-contract"
-    PRODUCT = "product"
-    HARDWARE_ID = "hardware-id"
-    ROLLBACK = "rollback"
-    LENGTH = "length"
-    HASH_MISMATCH = "hash-mismatch"
-    HASH_ALGORITHM = "hash-algorithm"
-    SELF_TEST_FAILED = "self-test-failed"
-    BOOT_ATTEMPTS_EXHAUSTED = "boot-attempts-exhausted"
-    CRASH_LOOP = "crash-loop"
-    BOOT_NOT_TAKEN = "boot-not-taken"
-    COMMIT_FAILED = "commit-failed"
-    ROLLBACK_NOT_TAKEN = "rollback-not-taken"
-    SLOW_RETRIEVAL = "slow-retrieval"
-    NETWORK = "network"
-    LOOP = "loop"
-    VERIFICATION = "verification"
-    ERROR = "error"
-
-
-#: A reason ``http-NNN`` for an HTTP status; made only by :func:`http_reason`.
-HttpStatusReason = NewType("HttpStatusReason", str)
-#: Every reason the agent reports.
-Reason = RefusalReason | HttpStatusReason
-
-_HTTP_REASON_RE = re.compile(r"http-[1-5][0-9]{2}", re.ASCII)
-
-
-def http_reason(status: int) -> HttpStatusReason:
-    """The reason reported for an HTTP status: ``http-<status>``.
-
-    Raises:
-        ValueError: ``status`` is not an HTTP status code (100-599).
-    """
-    if isinstance(status, bool) or not 100 <= status <= 599:
-        raise ValueError(f"{status!r} is not an HTTP status")
-    return HttpStatusReason(f"http-{status}")
-
-
-def parse_reason(text: str) -> Reason:
-    """A reported reason read back (from the agent's state file).
-
-    Raises:
-        ValueError: ``text`` is no reason of the contract.
-    """
-    if _HTTP_REASON_RE.fullmatch(text):
-        return HttpStatusReason(text)
-    return RefusalReason(text)
-
 
 # -------------------------------------------------------------- validators
 
@@ -385,91 +219,3 @@ def is_rfc3339(value: object) -> TypeGuard[str]:
         and len(value) <= MAX_TIME_LENGTH
         and RFC3339_RE.fullmatch(value) is not None
     )
-
-
-# ------------------------------------------------------------------ bodies
-
-
-class SlotReport(TypedDict):
-    """One firmware slot in a check-in; the image fields when it holds one."""
-
-    state: SlotState
-    version: NotRequired[str | None]
-    release_counter: NotRequired[int | None]
-    sha256: NotRequired[str]
-
-
-class LastUpdate(TypedDict):
-    """How the last update attempt went."""
-
-    version: str
-    release_counter: int
-    result: UpdateResult
-    at: str
-    error: NotRequired[str]
-
-
-class TherapyReport(TypedDict):
-    """What the therapy controller says (the agent sends ``state`` only)."""
-
-    state: TherapyState
-    since: NotRequired[str]
-
-
-class CheckinRequest(TypedDict):
-    """The body of ``POST /api/v1/devices/<id>/checkin``."""
-
-    product: str
-    hardware_id: str
-    version: str
-    release_counter: int
-    slots: dict[str, SlotReport]
-    therapy: TherapyReport
-    last_update: NotRequired[LastUpdate | None]
-    agent_state: NotRequired[AgentState | None]
-
-
-class AssignedFirmware(TypedDict):
-    """The firmware target of an assigned release."""
-
-    path: str
-    length: int
-    sha256: str
-
-
-class AssignedSbom(TypedDict):
-    """The SBOM target of an assigned release."""
-
-    path: str
-
-
-class AssignedRelease(TypedDict):
-    """The release a check-in answer assigns (advice: TUF decides)."""
-
-    product: str
-    version: str
-    release_counter: int
-    firmware: AssignedFirmware
-    sbom: AssignedSbom
-
-
-class CheckinAnswer(TypedDict):
-    """The server's answer to a check-in."""
-
-    assigned: AssignedRelease | None
-    poll_interval: float
-    server_time: str
-
-
-class Event(TypedDict):
-    """One update event."""
-
-    kind: EventKind
-    at: str
-    detail: NotRequired[dict[str, object]]
-
-
-class EventBatch(TypedDict):
-    """The body of ``POST /api/v1/devices/<id>/events``: 1 to :data:`MAX_EVENTS` events."""
-
-    events: list[Event]
