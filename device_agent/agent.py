@@ -78,6 +78,17 @@ from device_agent.status import (
 )
 from device_agent.tuf_client import TufClient
 from pumpguard import __version__
+from pumpguard.contract import (
+    CheckinRequest,
+    EventKind,
+    LastUpdate,
+    RefusalReason,
+    SlotReport,
+    SlotState,
+    TherapyState,
+    UpdateResult,
+    parse_reason,
+)
 
 __all__ = ["Agent", "RebootRequested", "StepResult", "booted_slot"]
 
@@ -313,7 +324,7 @@ class Agent:
         if record.deferred != decision.reason:
             logger.info("deferred in %s: %s", record.state, decision.detail)
             self.outbox.append(
-                "deferred",
+                EventKind.DEFERRED,
                 {"state": str(record.state), "reason": decision.reason, "detail": decision.detail},
             )
             self.store.transition(record, record.state, deferred=decision.reason)
@@ -334,14 +345,18 @@ class Agent:
     def _report_transfer_error(self, error: TransferError, path: str) -> None:
         # Slow retrieval and HTTP errors say something about the server or
         # the network (threat AGT-SLOW); operators see them as error events.
-        self.outbox.append("error", {"reason": error.reason, "error": str(error), "path": path})
+        self.outbox.append(
+            EventKind.ERROR, {"reason": error.reason, "error": str(error), "path": path}
+        )
 
     def _fail(self, record: StateRecord, error: AgentError, next_state: AgentState) -> StepResult:
-        reason = error.reason if isinstance(error, UpdateRefusedError) else "error"
+        reason = error.reason if isinstance(error, UpdateRefusedError) else RefusalReason.ERROR
         update = record.update
         logger.error("update refused or failed (%s): %s", reason, error)
         outcome = Outcome(
-            result="rolled-back" if next_state is S.ROLLING_BACK else "failed",
+            result=UpdateResult.ROLLED_BACK
+            if next_state is S.ROLLING_BACK
+            else UpdateResult.FAILED,
             reason=reason,
             error=str(error),
             version=update.version if update else None,
@@ -353,30 +368,28 @@ class Agent:
 
     # ------------------------------------------------------------ reports
 
-    def _slot_states(self, env: BootEnv, booted: str | None) -> dict[str, Any]:
+    def _slot_states(self, env: BootEnv, booted: str | None) -> dict[str, SlotReport]:
         records = self.slot_records.read()
-        out: dict[str, Any] = {}
+        out: dict[str, SlotReport] = {}
         for name in self.config.slots:
             image = records.get(name)
             if name == env.trial:
-                state = "trial"
+                state = SlotState.TRIAL
             elif name == env.committed:
-                state = "active"
+                state = SlotState.ACTIVE
             elif image is not None:
-                state = "inactive"
+                state = SlotState.INACTIVE
             else:
-                state = "empty"
-            entry: dict[str, Any] = {"state": state}
+                state = SlotState.EMPTY
+            entry: SlotReport = {"state": state}
             if image is not None:
-                entry.update(
-                    version=image.version,
-                    release_counter=image.release_counter,
-                    sha256=image.sha256,
-                )
+                entry["version"] = image.version
+                entry["release_counter"] = image.release_counter
+                entry["sha256"] = image.sha256
             out[name] = entry
         return out
 
-    def report(self, record: StateRecord | None = None) -> dict[str, Any]:
+    def report(self, record: StateRecord | None = None) -> CheckinRequest:
         """The check-in body: what the pump runs and how its last update went."""
         record = record or self.store.load()
         env = self.boot.read()
@@ -387,20 +400,21 @@ class Agent:
         records = self.slot_records.read()
         running = records.get(booted or env.committed) or records.get(env.committed)
         status, _ = self._read_status()
-        report: dict[str, Any] = {
+        report: CheckinRequest = {
             "product": self.config.product,
             "hardware_id": self.config.hardware_id,
             "version": running.version if running else "0.0.0",
             "release_counter": self.counter.read(),
             "slots": self._slot_states(env, booted),
-            "therapy": {"state": status.therapy if status else "programmed"},
+            # An unreadable status counts as a programmed infusion (fail safe).
+            "therapy": {"state": status.therapy if status else TherapyState.PROGRAMMED},
             # A check-in is what an idle agent does; the fleet view should
             # say idle, not the instant's "checking".
-            "agent_state": str(S.IDLE if record.state is S.CHECKING else record.state),
+            "agent_state": S.IDLE if record.state is S.CHECKING else record.state,
         }
         outcome = record.outcome
         if outcome and outcome.version and outcome.release_counter is not None:
-            last: dict[str, Any] = {
+            last: LastUpdate = {
                 "version": outcome.version,
                 "release_counter": outcome.release_counter,
                 "result": outcome.result,
@@ -413,7 +427,7 @@ class Agent:
             report["last_update"] = {
                 "version": record.update.version,
                 "release_counter": record.update.release_counter,
-                "result": "in-progress",
+                "result": UpdateResult.IN_PROGRESS,
                 "at": _iso_now(),
             }
         return report
@@ -486,7 +500,7 @@ class Agent:
             slot="",
         )
         record = replace(record, update=pending)
-        self.outbox.append("check", {"path": assigned.path, "version": assigned.version})
+        self.outbox.append(EventKind.CHECK, {"path": assigned.path, "version": assigned.version})
         try:
             tuf = self._tuf()
             tuf.refresh()
@@ -526,7 +540,7 @@ class Agent:
             logger.info("resuming %s at byte %d", pending.path, resume.downloaded)
             pending = replace(pending, downloaded=resume.downloaded)
             self.outbox.append(
-                "download-start",
+                EventKind.DOWNLOAD_START,
                 {"path": pending.path, "slot": slot, "resume_from": resume.downloaded},
             )
         # Whatever else the slot held partially is overwritten from here on.
@@ -583,7 +597,7 @@ class Agent:
                 f"{update.path}: {update.downloaded} of {update.length} bytes after "
                 f"{update.transfer_seconds:.0f} s of downloading (deadline {budget:.0f} s); "
                 "giving up for now, the next round resumes",
-                "slow-retrieval",
+                RefusalReason.SLOW_RETRIEVAL,
             )
         last_error = update.last_error
         record = self._begin(
@@ -591,13 +605,13 @@ class Agent:
             S.REPORTING,
             lambda n: UpdateRefusedError(
                 f"{n} download attempts in a row made no progress; giving up for now",
-                last_error or "loop",
+                parse_reason(last_error) if last_error else RefusalReason.LOOP,
             ),
             exhausted=exhausted,
         )
         self.slot_records.set(update.slot, None)
         if update.downloaded == 0:
-            self.outbox.append("download-start", {"path": update.path, "slot": update.slot})
+            self.outbox.append(EventKind.DOWNLOAD_START, {"path": update.path, "slot": update.slot})
         holder = {"record": record}
         server_time = [update.transfer_seconds]
 
@@ -666,13 +680,13 @@ class Agent:
                 path=update.path,
             ),
         )
-        self.outbox.append("download-done", {"path": update.path, "slot": update.slot})
+        self.outbox.append(EventKind.DOWNLOAD_DONE, {"path": update.path, "slot": update.slot})
         self.store.transition(record, S.VERIFIED, update=replace(update, downloaded=update.length))
         return StepResult.CONTINUE
 
     def _do_verified(self, record: StateRecord) -> StepResult:
         update = record.update
-        self.outbox.append("verified", {"path": update.path if update else None})
+        self.outbox.append(EventKind.VERIFIED, {"path": update.path if update else None})
         self.store.transition(record, S.WAITING)
         return StepResult.CONTINUE
 
@@ -688,7 +702,9 @@ class Agent:
         if update is None:
             raise AgentError("agent state 'installing' without an update")
         record = self._begin(
-            record, S.ROLLING_BACK, lambda _: UpdateRefusedError("installing keeps failing", "loop")
+            record,
+            S.ROLLING_BACK,
+            lambda _: UpdateRefusedError("installing keeps failing", RefusalReason.LOOP),
         )
         slot_path = self.config.slots[update.slot]
         try:
@@ -698,7 +714,7 @@ class Agent:
         except UpdateRefusedError as e:
             self.slot_records.set(update.slot, None)
             return self._fail(record, e, S.REPORTING)
-        self.outbox.append("install", {"slot": update.slot, "version": update.version})
+        self.outbox.append(EventKind.INSTALL, {"slot": update.slot, "version": update.version})
         self.boot.start_trial(update.slot, self.config.boot.attempts)
         self.store.transition(record, S.REBOOTING)
         return StepResult.CONTINUE
@@ -707,7 +723,9 @@ class Agent:
         decision = self.safety()
         if not decision.safe:
             return self._defer(record, decision)
-        self.outbox.append("reboot", {"slot": record.update.slot if record.update else None})
+        self.outbox.append(
+            EventKind.REBOOT, {"slot": record.update.slot if record.update else None}
+        )
         self.store.transition(record, S.VERIFYING_BOOT, deferred=None)
         self._reboot()
         return StepResult.CONTINUE
@@ -737,7 +755,7 @@ class Agent:
                     S.ROLLING_BACK,
                     lambda n: UpdateRefusedError(
                         f"rebooted {n} times without the bootloader starting slot {slot}",
-                        "boot-not-taken",
+                        RefusalReason.BOOT_NOT_TAKEN,
                     ),
                 )
                 self._reboot()
@@ -746,7 +764,7 @@ class Agent:
                 UpdateRefusedError(
                     f"slot {update.slot} never completed a boot; the bootloader fell back "
                     f"to {env.committed}",
-                    "boot-attempts-exhausted",
+                    RefusalReason.BOOT_ATTEMPTS_EXHAUSTED,
                 ),
                 S.ROLLING_BACK,
             )
@@ -760,15 +778,15 @@ class Agent:
                 S.ROLLING_BACK,
                 lambda n: UpdateRefusedError(
                     f"verifying the new firmware was interrupted {n} times (crash loop)",
-                    "crash-loop",
+                    RefusalReason.CRASH_LOOP,
                 ),
             )
             try:
                 self._selftest(update)
             except UpdateRefusedError as e:
-                self.outbox.append("self-test-fail", {"slot": update.slot, "error": str(e)})
+                self.outbox.append(EventKind.SELF_TEST_FAIL, {"slot": update.slot, "error": str(e)})
                 return self._fail(record, e, S.ROLLING_BACK)
-            self.outbox.append("self-test-pass", {"slot": update.slot})
+            self.outbox.append(EventKind.SELF_TEST_PASS, {"slot": update.slot})
             update = replace(update, selftest_passed=True)
             record = self.store.transition(record, S.VERIFYING_BOOT, update=update)
         decision = self.safety()
@@ -781,7 +799,7 @@ class Agent:
             record,
             S.ROLLING_BACK,
             lambda n: UpdateRefusedError(
-                f"committing slot {slot} failed {n} times", "commit-failed"
+                f"committing slot {slot} failed {n} times", RefusalReason.COMMIT_FAILED
             ),
         )
         self.boot.commit(update.slot)
@@ -790,7 +808,7 @@ class Agent:
     def _finish_commit(self, record: StateRecord, update: PendingUpdate) -> StepResult:
         self.counter.raise_to(update.release_counter)
         outcome = Outcome(
-            "committed", None, None, update.version, update.release_counter, _iso_now()
+            UpdateResult.COMMITTED, None, None, update.version, update.release_counter, _iso_now()
         )
         self.store.transition(record, S.COMMITTED, outcome=outcome, deferred=None)
         return StepResult.CONTINUE
@@ -814,14 +832,18 @@ class Agent:
             )
         except subprocess.TimeoutExpired as e:
             raise UpdateRefusedError(
-                f"self-test timed out after {self.config.selftest_timeout:g} s", "self-test-failed"
+                f"self-test timed out after {self.config.selftest_timeout:g} s",
+                RefusalReason.SELF_TEST_FAILED,
             ) from e
         except OSError as e:
-            raise UpdateRefusedError(f"self-test could not run: {e}", "self-test-failed") from e
+            raise UpdateRefusedError(
+                f"self-test could not run: {e}", RefusalReason.SELF_TEST_FAILED
+            ) from e
         if done.returncode != 0:
             tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
             raise UpdateRefusedError(
-                f"self-test failed (exit {done.returncode}) {tail[0]}".strip(), "self-test-failed"
+                f"self-test failed (exit {done.returncode}) {tail[0]}".strip(),
+                RefusalReason.SELF_TEST_FAILED,
             )
 
     def _do_committed(self, record: StateRecord) -> StepResult:
@@ -846,7 +868,7 @@ class Agent:
                 lambda n: UpdateRefusedError(
                     f"rebooted {n} times to roll back, but the bootloader keeps starting "
                     f"{booted_slot(self.config)}, not {env.committed}",
-                    "rollback-not-taken",
+                    RefusalReason.ROLLBACK_NOT_TAKEN,
                 ),
                 remember=update.path if update else None,
             )
@@ -862,9 +884,10 @@ class Agent:
     def _do_reporting(self, record: StateRecord) -> StepResult:
         outcome = record.outcome
         if outcome is not None:
-            kind = {"committed": "committed", "rolled-back": "rolled-back"}.get(
-                outcome.result, "error"
-            )
+            kind = {
+                UpdateResult.COMMITTED: EventKind.COMMITTED,
+                UpdateResult.ROLLED_BACK: EventKind.ROLLED_BACK,
+            }.get(outcome.result, EventKind.ERROR)
             self.outbox.append(
                 kind,
                 {

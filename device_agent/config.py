@@ -86,6 +86,7 @@ from urllib.parse import urlsplit
 from device_agent.bootctl import MAX_ATTEMPTS
 from device_agent.bootctl.uboot import read_fw_env_config
 from device_agent.errors import AgentConfigError, BootControlError
+from pumpguard.contract import is_device_id
 from pumpguard.errors import ConfigError, ReleaseContractError
 from pumpguard.http import check_server_url, is_loopback
 from pumpguard.release import validate_hardware_id, validate_product
@@ -101,7 +102,6 @@ __all__ = [
     "load_config",
 ]
 
-_DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Slot names travel to the bootloader (GRUB/U-Boot variables) and to the
 # server's check-in: the intersection of what both accept.
 _SLOT_RE = re.compile(r"^[a-z0-9_]{1,16}$")
@@ -461,7 +461,9 @@ def load_config(path: Path) -> AgentConfig:
         _table(data, "device"), "device", base, {"id", "product", "hardware_id", "key"}
     )
     device_id = device.text("id")
-    if not _DEVICE_ID_RE.match(device_id):
+    # The wire contract's one rule, which the server and the OpenAPI document
+    # apply too (tests/pumpguard/test_wire_contract.py).
+    if not is_device_id(device_id):
         raise AgentConfigError(f"[device] id {device_id!r} is not a valid device id")
     try:
         product = validate_product(device.text("product"))

@@ -43,6 +43,7 @@ from device_agent._ratelimit import Pacer
 from device_agent.config import SlotPath
 from device_agent.errors import SlotError, TransferError, UpdateRefusedError
 from device_agent.tuf_client import VerifiedTarget, translate_download_error
+from pumpguard.contract import RefusalReason
 
 __all__ = [
     "CHECKPOINT_BYTES",
@@ -205,12 +206,12 @@ def download_to_slot(
             raise TransferError(
                 f"{target_file.path}: the transfer ended after {offset} of the {length} "
                 "signed bytes",
-                reason="network",
+                reason=RefusalReason.NETWORK,
             )
         if offset > length:
             raise UpdateRefusedError(
                 f"{target_file.path}: the server sent {offset} of the {length} signed bytes",
-                reason="length",
+                reason=RefusalReason.LENGTH,
             )
         _check_hashes(hashers, target_file)
         try:
@@ -271,7 +272,9 @@ def _timed(
 def _hashers(target_file: TargetFile) -> dict[str, Any]:
     hashers: dict[str, Any] = {}
     if not target_file.hashes:
-        raise UpdateRefusedError(f"{target_file.path} has no hashes", reason="hash-algorithm")
+        raise UpdateRefusedError(
+            f"{target_file.path} has no hashes", reason=RefusalReason.HASH_ALGORITHM
+        )
     for algorithm in target_file.hashes:
         factory = _ALGORITHMS.get(algorithm)
         try:
@@ -280,7 +283,7 @@ def _hashers(target_file: TargetFile) -> dict[str, Any]:
             # An algorithm we cannot compute is never silently skipped.
             raise UpdateRefusedError(
                 f"{target_file.path}: unsupported hash algorithm {algorithm!r}",
-                reason="hash-algorithm",
+                reason=RefusalReason.HASH_ALGORITHM,
             ) from e
     return hashers
 
@@ -291,7 +294,7 @@ def _check_hashes(hashers: dict[str, Any], target_file: TargetFile) -> None:
             raise UpdateRefusedError(
                 f"{target_file.path}: {algorithm} of the image does not match the signed "
                 "target (substituted or corrupted firmware)",
-                reason="hash-mismatch",
+                reason=RefusalReason.HASH_MISMATCH,
             )
 
 
@@ -356,7 +359,7 @@ def _hash_range(fd: int, length: int, hashers: dict[str, Any], slot_path: Path) 
             if not data:
                 raise UpdateRefusedError(
                     f"slot {slot_path} ends at {offset} bytes, {length} expected",
-                    reason="length",
+                    reason=RefusalReason.LENGTH,
                 )
             for h in hashers.values():
                 h.update(data)

@@ -16,6 +16,7 @@ line and exits with its code. The families say what an operator has to do:
 
 from __future__ import annotations
 
+from pumpguard.contract import Reason, RefusalReason
 from pumpguard.errors import ConfigError, PumpguardError
 
 __all__ = [
@@ -45,13 +46,13 @@ class UpdateRefusedError(AgentError):
     """An update failed verification and will not be installed.
 
     Attributes:
-        reason: A short machine-readable reason, reported to the server
-            (e.g. ``"tuf-verification"``, ``"hardware-id"``, ``"rollback"``).
+        reason: The machine-readable reason reported to the server
+            (:class:`pumpguard.contract.RefusalReason`, or ``http-NNN``).
     """
 
     exit_code = 4
 
-    def __init__(self, message: str, reason: str = "verification") -> None:
+    def __init__(self, message: str, reason: Reason = RefusalReason.VERIFICATION) -> None:
         super().__init__(message)
         self.reason = reason
 
@@ -60,13 +61,14 @@ class TransferError(AgentError):
     """Metadata, firmware or a report could not be transferred; retry later.
 
     Attributes:
-        reason: ``slow-retrieval``, ``http-<status>`` or ``network``, reported
-            to the server so operators can tell a slow mirror from an outage.
+        reason: ``slow-retrieval``, ``http-<status>`` (:func:`pumpguard.
+            contract.http_reason`) or ``network``, reported to the server so
+            operators can tell a slow mirror from an outage.
     """
 
     exit_code = 1
 
-    def __init__(self, message: str, reason: str = "network") -> None:
+    def __init__(self, message: str, reason: Reason = RefusalReason.NETWORK) -> None:
         super().__init__(message)
         self.reason = reason
 

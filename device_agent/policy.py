@@ -9,6 +9,7 @@ updates but must not install an older release or another pump's firmware).
 from __future__ import annotations
 
 from device_agent.errors import UpdateRefusedError
+from pumpguard.contract import RefusalReason
 from pumpguard.release import ReleaseInfo
 
 __all__ = ["check_offered_release"]
@@ -40,17 +41,17 @@ def check_offered_release(
         raise UpdateRefusedError(
             f"release {release.product} {release.version} is for another product "
             f"(this pump is {product})",
-            reason="product",
+            reason=RefusalReason.PRODUCT,
         )
     if not release.runs_on(hardware_id):
         raise UpdateRefusedError(
             f"release {release.version} is not built for hardware {hardware_id} "
             f"(it lists {', '.join(release.hardware_ids)})",
-            reason="hardware-id",
+            reason=RefusalReason.HARDWARE_ID,
         )
     if release.release_counter <= anti_rollback_counter:
         raise UpdateRefusedError(
             f"release {release.version} has release_counter {release.release_counter}, "
             f"not above the pump's anti-rollback counter {anti_rollback_counter}",
-            reason="rollback",
+            reason=RefusalReason.ROLLBACK,
         )

@@ -38,6 +38,15 @@ from tuf.api import exceptions
 from device_agent import _durable
 from device_agent.errors import AgentConfigError, TransferError
 from device_agent.httpclient import AgentHttp, Deadline
+from pumpguard.contract import (
+    MAX_EVENTS,
+    CheckinRequest,
+    Event,
+    EventBatch,
+    EventKind,
+    RefusalReason,
+    http_reason,
+)
 from pumpguard.device_auth import sign_request
 from pumpguard.http import error_message
 
@@ -53,7 +62,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _EVENT_RE = re.compile(r"([0-9]{12})\.json", re.ASCII)
-_MAX_EVENTS_PER_POST = 100  # the server's MAX_EVENTS
+_MAX_EVENTS_PER_POST = MAX_EVENTS
 _MAX_OUTBOX = 1000
 _MAX_ANSWER = 64 * 1024
 _MAX_DETAIL_TEXT = 400
@@ -111,8 +120,8 @@ class Outbox:
             return []
         return sorted(names)
 
-    def append(self, kind: str, detail: Mapping[str, Any] | None = None) -> None:
-        """Queue one event durably (``kind`` from the server's EVENT_KINDS)."""
+    def append(self, kind: EventKind, detail: Mapping[str, Any] | None = None) -> None:
+        """Queue one event durably."""
         _durable.make_dirs_durable(self.dir, "outbox")
         names = self._names()
         # A pump offline for months must not fill its storage: the oldest
@@ -121,13 +130,13 @@ class Outbox:
             logger.warning("outbox full: dropping event %s", stale)
             _durable.remove(self.dir / stale, "outbox drop")
         seq = int(names[-1][:12]) + 1 if names else 1
-        event = {"kind": kind, "at": _now(), "detail": _clip(dict(detail or {}))}
+        event: Event = {"kind": kind, "at": _now(), "detail": _clip(dict(detail or {}))}
         _durable.atomic_write(
             self.dir / f"{seq:012d}.json", json.dumps(event, sort_keys=True).encode(), "outbox"
         )
         logger.info("queued event %s %s", kind, event["detail"])
 
-    def pending(self) -> list[tuple[str, dict[str, Any]]]:
+    def pending(self) -> list[tuple[str, Event]]:
         """Queued events, oldest first, as (file name, event)."""
         out = []
         for name in self._names():
@@ -244,7 +253,7 @@ class ServerClient:
         self._user_agent = user_agent
         self._prefix = urlsplit(self.base_url).path
 
-    def _post(self, suffix: str, doc: Mapping[str, Any]) -> Any:
+    def _post(self, suffix: str, doc: CheckinRequest | EventBatch) -> Any:
         path = f"{self._prefix}/api/v1/devices/{self.device_id}/{suffix}"
         body = json.dumps(doc, separators=(",", ":")).encode()
         headers = sign_request(self._key, self.device_id, "POST", path, body)
@@ -267,7 +276,8 @@ class ServerClient:
             data = response.read_all(_MAX_ANSWER)
         except exceptions.SlowRetrievalError as e:
             raise TransferError(
-                f"the update server did not answer {suffix} in time: {e}", reason="slow-retrieval"
+                f"the update server did not answer {suffix} in time: {e}",
+                reason=RefusalReason.SLOW_RETRIEVAL,
             ) from e
         except exceptions.DownloadLengthMismatchError as e:
             raise TransferError(f"the update server's answer to {suffix} is too large: {e}") from e
@@ -277,7 +287,7 @@ class ServerClient:
             # Redirects are refused: the server's API has fixed URLs.
             raise TransferError(
                 f"update server answered {suffix} with a redirect ({response.status}): refused",
-                reason=f"http-{response.status}",
+                reason=http_reason(response.status),
             )
         if response.status >= 400:
             message = error_message(data, response.reason)
@@ -292,7 +302,7 @@ class ServerClient:
         except ValueError as e:
             raise TransferError(f"the update server's answer to {suffix} is not JSON") from e
 
-    def checkin(self, report: Mapping[str, Any]) -> CheckinAnswer:
+    def checkin(self, report: CheckinRequest) -> CheckinAnswer:
         """Report the pump's state; learn its assignment and poll interval.
 
         Raises:
@@ -315,6 +325,7 @@ class ServerClient:
             raise TransferError(f"the update server's check-in answer is malformed: {e}") from e
         return CheckinAnswer(assigned, interval)
 
-    def post_events(self, events: list[dict[str, Any]]) -> None:
-        """Deliver events (at most 100)."""
-        self._post("events", {"events": events})
+    def post_events(self, events: list[Event]) -> None:
+        """Deliver events (at most :data:`pumpguard.contract.MAX_EVENTS`)."""
+        batch: EventBatch = {"events": events}
+        self._post("events", batch)

@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from device_agent import _durable
 from device_agent.errors import AgentError
+from pumpguard.contract import AgentState, UpdateResult
 
 __all__ = [
     "TRANSITIONS",
@@ -44,22 +44,6 @@ __all__ = [
 ]
 
 _MAX_FILE = 64 * 1024
-
-
-class AgentState(StrEnum):
-    """The states of DESIGN.md, in the order an update passes them."""
-
-    IDLE = "idle"
-    CHECKING = "checking"
-    DOWNLOADING = "downloading"
-    VERIFIED = "verified"
-    WAITING = "waiting-for-safe-window"
-    INSTALLING = "installing"
-    REBOOTING = "rebooting"
-    VERIFYING_BOOT = "verifying-boot"
-    COMMITTED = "committed"
-    ROLLING_BACK = "rolling-back"
-    REPORTING = "reporting"
 
 
 S = AgentState
@@ -190,12 +174,17 @@ class Outcome:
         at: ISO 8601 time.
     """
 
-    result: str
+    result: UpdateResult
     reason: str | None
     error: str | None
     version: str | None
     release_counter: int | None
     at: str
+
+
+def _outcome(doc: dict[str, Any]) -> Outcome:
+    """An :class:`Outcome` read back from ``state.json``."""
+    return Outcome(**{**doc, "result": UpdateResult(doc["result"])})
 
 
 @dataclass(frozen=True)
@@ -229,7 +218,7 @@ class StateRecord:
                 state=AgentState(doc["state"]),
                 repeats=int(doc.get("repeats", 0)),
                 update=PendingUpdate(**update) if update else None,
-                outcome=Outcome(**outcome) if outcome else None,
+                outcome=_outcome(outcome) if outcome else None,
                 deferred=doc.get("deferred"),
                 failed_targets=tuple(doc.get("failed_targets", ())),
                 resume=ResumePoint(**resume) if resume else None,

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from device_agent.config import MaintenanceWindow, SafetyConfig
 from device_agent.errors import PumpStatusError
+from pumpguard.contract import TherapyState
 
 __all__ = [
     "STATUS_CLOCK_SKEW_TOLERANCE",
@@ -41,7 +42,7 @@ __all__ = [
     "parse_status",
 ]
 
-THERAPY_STATES = ("idle", "running", "programmed")
+THERAPY_STATES = tuple(s.value for s in TherapyState)
 _MAX_STATUS = 4096
 #: Seconds a status may be stamped ahead of the agent's clock and still count
 #: as fresh. The therapy controller and the agent run on the same pump and
@@ -58,7 +59,7 @@ STATUS_CLOCK_SKEW_TOLERANCE = 5.0
 class PumpStatus:
     """One status report of the therapy controller."""
 
-    therapy: str
+    therapy: TherapyState
     on_mains: bool
     battery_percent: int
     updated_at: datetime
@@ -66,7 +67,7 @@ class PumpStatus:
     @property
     def therapy_active(self) -> bool:
         """An infusion is running or programmed (about to start)."""
-        return self.therapy != "idle"
+        return self.therapy != TherapyState.IDLE
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,8 @@ def parse_status(data: bytes, source: str) -> PumpStatus:
         raise PumpStatusError(f"pump status from {source} is not JSON: {e}") from e
     if not isinstance(doc, dict):
         raise PumpStatusError(f"pump status from {source} must be a JSON object")
-    therapy = doc.get("therapy")
-    if therapy not in THERAPY_STATES:
+    raw_therapy = doc.get("therapy")
+    if not isinstance(raw_therapy, str) or raw_therapy not in THERAPY_STATES:
         raise PumpStatusError(
             f"pump status from {source}: therapy must be one of {', '.join(THERAPY_STATES)}"
         )
@@ -121,7 +122,7 @@ def parse_status(data: bytes, source: str) -> PumpStatus:
         raise PumpStatusError(
             f"pump status from {source}: updated_at must be an ISO 8601 time with zone ({e})"
         ) from e
-    return PumpStatus(therapy, on_mains, battery, updated_at.astimezone(UTC))
+    return PumpStatus(TherapyState(raw_therapy), on_mains, battery, updated_at.astimezone(UTC))
 
 
 class StatusProvider(Protocol):
@@ -223,9 +224,9 @@ def assess_safety(
             "status-stale",
             f"pump status is {age:.0f} s old (limit {rules.max_status_age:g} s)",
         )
-    if status.therapy == "running":
+    if status.therapy == TherapyState.RUNNING:
         return SafetyDecision(False, "infusion-running", "an infusion is running")
-    if status.therapy == "programmed":
+    if status.therapy == TherapyState.PROGRAMMED:
         return SafetyDecision(False, "infusion-programmed", "an infusion is programmed")
     if not status.on_mains and status.battery_percent < rules.min_battery_percent:
         return SafetyDecision(

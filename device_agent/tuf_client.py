@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from device_agent._durable import atomic_write, fsync_dir
 from device_agent.errors import AgentConfigError, TransferError, UpdateRefusedError
+from pumpguard.contract import RefusalReason, http_reason
 from pumpguard.errors import ConfigError, ReleaseContractError
 from pumpguard.http import check_server_url
 from pumpguard.release import FIRMWARE_NAME, ReleaseInfo, SemVer, validate_product
@@ -98,10 +98,23 @@ class VerifiedTarget:
         return self.target_file.length
 
 
-def refusal_reason(error: Exception) -> str:
-    """``tuf-`` and the kebab-case exception class name without ``Error``."""
-    name = type(error).__name__.removesuffix("Error") or "Repository"
-    return "tuf-" + re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+#: TUF verification failures and the reason each is reported as; a subclass
+#: (``EqualVersionNumberError`` is a ``BadVersionNumberError``) takes its
+#: base's, anything else ``tuf-repository``.
+_TUF_REASONS: tuple[tuple[type[Exception], RefusalReason], ...] = (
+    (exceptions.UnsignedMetadataError, RefusalReason.TUF_UNSIGNED_METADATA),
+    (exceptions.BadVersionNumberError, RefusalReason.TUF_BAD_VERSION_NUMBER),
+    (exceptions.ExpiredMetadataError, RefusalReason.TUF_EXPIRED_METADATA),
+    (exceptions.LengthOrHashMismatchError, RefusalReason.TUF_LENGTH_OR_HASH_MISMATCH),
+)
+
+
+def refusal_reason(error: Exception) -> RefusalReason:
+    """The reason reported for a TUF verification failure."""
+    for kind, reason in _TUF_REASONS:
+        if isinstance(error, kind):
+            return reason
+    return RefusalReason.TUF_REPOSITORY
 
 
 def translate_download_error(error: exceptions.DownloadError, what: str) -> Exception:
@@ -112,13 +125,13 @@ def translate_download_error(error: exceptions.DownloadError, what: str) -> Exce
         signed (endless data), :class:`TransferError` otherwise.
     """
     if isinstance(error, exceptions.DownloadLengthMismatchError):
-        return UpdateRefusedError(f"{what}: {error}", reason="length")
+        return UpdateRefusedError(f"{what}: {error}", reason=RefusalReason.LENGTH)
     if isinstance(error, exceptions.SlowRetrievalError):
-        return TransferError(f"{what}: {error}", reason="slow-retrieval")
+        return TransferError(f"{what}: {error}", reason=RefusalReason.SLOW_RETRIEVAL)
     if isinstance(error, exceptions.DownloadHTTPError):
-        return TransferError(f"{what}: {error}", reason=f"http-{error.status_code}")
+        return TransferError(f"{what}: {error}", reason=http_reason(error.status_code))
     cause = error.__cause__ or error
-    return TransferError(f"{what}: {error} ({cause})", reason="network")
+    return TransferError(f"{what}: {error} ({cause})", reason=RefusalReason.NETWORK)
 
 
 class _AgentUpdater(Updater):
@@ -255,22 +268,25 @@ class TufClient:
             # ngclient raises a bare RepositoryError when targets.json
             # delegates to the product but snapshot does not list its role
             # yet: the product exists but has no signed release.
-            if e.reason == "tuf-repository" and "not part of snapshot" in str(e):
+            if e.reason is RefusalReason.TUF_REPOSITORY and "not part of snapshot" in str(e):
                 raise UpdateRefusedError(
-                    f"{path}: product {product!r} has no signed release", reason="target-not-found"
+                    f"{path}: product {product!r} has no signed release",
+                    reason=RefusalReason.TARGET_NOT_FOUND,
                 ) from e
             raise
         if target is None:
             raise UpdateRefusedError(
                 f"{path} is not a target signed by the {product!r} release engineers",
-                reason="target-not-found",
+                reason=RefusalReason.TARGET_NOT_FOUND,
             )
         try:
             release = ReleaseInfo.from_custom(target.custom, target.path)
         except ReleaseContractError as e:
-            raise UpdateRefusedError(f"{path}: {e}", reason="release-contract") from e
+            raise UpdateRefusedError(f"{path}: {e}", reason=RefusalReason.RELEASE_CONTRACT) from e
         if release.product != product:  # pragma: no cover - from_custom checks the path
-            raise UpdateRefusedError(f"{path} is a release of {release.product}", reason="product")
+            raise UpdateRefusedError(
+                f"{path} is a release of {release.product}", reason=RefusalReason.PRODUCT
+            )
         return VerifiedTarget(target, release, updater.target_url(target, self.targets_url))
 
     def _guard(self, call: Callable[[], _T], what: str) -> _T:
@@ -283,7 +299,9 @@ class TufClient:
             ) from e
         except exceptions.DownloadLengthMismatchError as e:
             # Metadata longer than signed or capped: endless data (TUF 5.3.x).
-            raise UpdateRefusedError(f"{what}: {e}", reason="tuf-download-length-mismatch") from e
+            raise UpdateRefusedError(
+                f"{what}: {e}", reason=RefusalReason.TUF_DOWNLOAD_LENGTH_MISMATCH
+            ) from e
         except exceptions.DownloadError as e:
             raise translate_download_error(e, what) from e
 
@@ -309,5 +327,5 @@ def _check_target_path(path: str, product: str) -> None:
         raise UpdateRefusedError(
             f"target path {path!r} is not a {product} firmware path "
             f"({product}/<version>/{FIRMWARE_NAME})",
-            reason="target-path",
+            reason=RefusalReason.TARGET_PATH,
         )

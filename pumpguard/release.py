@@ -10,12 +10,21 @@ server and the pump agent all apply exactly the same rules.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import total_ordering
 from typing import Any
 
+from pumpguard.contract import (
+    HARDWARE_ID_RE,
+    MAX_COUNTER,
+    PRODUCT_RE,
+    RESERVED_ROLE_NAMES,
+    SEMVER_RE,
+    SHA256_RE,
+    validate_hardware_id,
+    validate_product,
+)
 from pumpguard.errors import ReleaseContractError
 
 __all__ = [
@@ -35,57 +44,15 @@ __all__ = [
 CUSTOM_KEY = "pumpguard"
 FIRMWARE_NAME = "firmware.img"
 SBOM_NAME = "sbom.cdx.json"
-#: TUF's top-level role names cannot be product names (the product is a role).
-RESERVED_ROLE_NAMES = frozenset({"root", "targets", "snapshot", "timestamp"})
-
-# Every pattern is used with fullmatch ("$" would also match before a final
-# newline) and spells digits as [0-9] under re.ASCII ("\d" matches any Unicode
-# digit, which int() then parses): these strings end up in signed target paths
-# and URLs.
-_PRODUCT_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?", re.ASCII)
-_HARDWARE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
-# semver.org 2.0.0, the official regular expression (with [0-9] for \d).
-_SEMVER_RE = re.compile(
-    r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
-    r"(?:-((?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
-    r"(?:\.(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?",
-    re.ASCII,
-)
-_SHA256_RE = re.compile(r"[0-9a-f]{64}", re.ASCII)
-_MAX_COUNTER = 2**63 - 1
+# The identifier rules are the wire contract's (pumpguard.contract), one
+# definition for the signer, the server and the agent.
+_PRODUCT_RE = PRODUCT_RE
+_HARDWARE_ID_RE = HARDWARE_ID_RE
+_SEMVER_RE = SEMVER_RE
+_SHA256_RE = SHA256_RE
+_MAX_COUNTER = MAX_COUNTER
 _MAX_NOTES = 4096
 _MAX_HARDWARE_IDS = 64
-
-
-def validate_product(product: object) -> str:
-    """Return ``product`` if it is a valid product (and role) name.
-
-    Raises:
-        ReleaseContractError: The name is not lower-case letters, digits and
-            inner hyphens of 1 to 64 characters, or is a TUF top-level role.
-    """
-    if not isinstance(product, str) or not _PRODUCT_RE.fullmatch(product):
-        raise ReleaseContractError(
-            f"product {product!r} must be 1-64 lower-case letters, digits and inner hyphens"
-        )
-    if product in RESERVED_ROLE_NAMES:
-        raise ReleaseContractError(f"product {product!r} is a reserved TUF role name")
-    return product
-
-
-def validate_hardware_id(hardware_id: object) -> str:
-    """Return ``hardware_id`` if it is a valid pump hardware revision id.
-
-    Raises:
-        ReleaseContractError: The id is empty, too long or has other characters
-            than letters, digits, dot, underscore and hyphen.
-    """
-    if not isinstance(hardware_id, str) or not _HARDWARE_ID_RE.fullmatch(hardware_id):
-        raise ReleaseContractError(
-            f"hardware id {hardware_id!r} must be 1-64 letters, digits, '.', '_' or '-'"
-        )
-    return hardware_id
 
 
 @total_ordering

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pumpguard.contract import AgentState
 from threat_model._dot import attrs, quote
 from threat_model._html import e, table
 from threat_model.model import Category, Element, ElementKind, Flow, Severity, ThreatModel
@@ -28,17 +29,14 @@ _SIGNING = re.compile(r"sign|hsm", re.IGNORECASE)
 #: Elements on the pump.
 _PUMP = re.compile(r"pump|agent|bootloader|therapy", re.IGNORECASE)
 
-#: The agent's update lifecycle (DESIGN.md, Device agent), in order.
-_LIFECYCLE = (
-    "idle",
-    "checking",
-    "downloading",
-    "verified",
-    "waiting-for-safe-window",
-    "installing",
-    "rebooting",
-    "verifying-boot",
+#: The agent's update lifecycle (DESIGN.md, Device agent), in order: the wire
+#: contract's states up to the self-test; the outcomes follow it.
+_LIFECYCLE = tuple(
+    s.value
+    for s in AgentState
+    if s not in (AgentState.COMMITTED, AgentState.ROLLING_BACK, AgentState.REPORTING)
 )
+_OUTCOMES = (AgentState.COMMITTED.value, AgentState.ROLLING_BACK.value, AgentState.REPORTING.value)
 
 _GRAPH = (
     "  graph [fontname=Helvetica, fontsize=11, rankdir=LR, nodesep=0.3];\n"
@@ -290,7 +288,7 @@ def _updatability(model: ThreatModel) -> View:
     ]
     lines.append('  subgraph "cluster_lifecycle" {')
     lines.append('    label="pump update lifecycle (every state persisted first)"; style=rounded;')
-    for state in (*_LIFECYCLE, "committed", "rolling-back", "reporting"):
+    for state in (*_LIFECYCLE, *_OUTCOMES):
         lines.append(f"    {quote('st-' + state)} " + attrs({"label": state, "shape": "box"}))
     chain = " -> ".join(quote("st-" + s) for s in _LIFECYCLE)
     lines.append(f"    {chain};")

@@ -1,8 +1,9 @@
 """What the API accepts, as JSON Schema 2020-12 for the OpenAPI document.
 
-Every limit, enumeration and pattern below is built from the constant or the
-compiled regular expression the server itself validates with, so the document
-cannot drift from the server (issue 19, finding 8; threat SRV-INPUT). Rules
+Every limit, enumeration and pattern below is built from the wire contract
+(:mod:`pumpguard.contract`), which the server validates with and the agent
+builds its bodies from, so the document cannot drift from the server
+or the pump (issue 19, finding 8; threat SRV-INPUT). Rules
 JSON Schema cannot state are written in the schema's ``description``;
 tests/update_server/test_openapi_contract.py (a table of boundary cases) and
 test_openapi_generated.py (seeded random bodies) send valid and invalid bodies
@@ -19,20 +20,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pumpguard.jsonutil import MAX_DEPTH
-
-# The server's own patterns; private there, imported so that the document
-# states exactly them (one definition each).
-from pumpguard.release import _HARDWARE_ID_RE, _PRODUCT_RE, _SEMVER_RE, RESERVED_ROLE_NAMES
-from update_server.device_auth import DEVICE_ID_RE
-from update_server.devices import (
-    _HEX64_RE,
-    _MAX_COUNTER,
-    _SHA256_RE,
-    _SLOT_NAME_RE,
-    AGENT_STATES,
-    EVENT_KINDS,
+# The wire contract (pumpguard.contract): the server validates with exactly
+# these patterns, vocabularies and limits, and the agent builds its bodies
+# from them, so the document states one definition of each.
+from pumpguard.contract import (
+    DEVICE_ID_RE,
+    HARDWARE_ID_RE,
+    HEX64_RE,
     MAX_CHECKIN_BODY,
+    MAX_COUNTER,
     MAX_ENROLL_BODY,
     MAX_ERROR_TEXT,
     MAX_EVENT_DETAIL,
@@ -40,11 +36,20 @@ from update_server.devices import (
     MAX_EVENTS_BODY,
     MAX_SLOTS,
     MAX_TIME_LENGTH,
+    MAX_VERSION_LENGTH,
+    PRODUCT_RE,
+    RESERVED_ROLE_NAMES,
     RFC3339_RE,
-    SLOT_STATES,
-    THERAPY_STATES,
-    UPDATE_RESULTS,
+    SEMVER_RE,
+    SHA256_RE,
+    SLOT_NAME_RE,
+    AgentState,
+    EventKind,
+    SlotState,
+    TherapyState,
+    UpdateResult,
 )
+from pumpguard.jsonutil import MAX_DEPTH
 
 __all__ = [
     "BODY_LIMITS",
@@ -60,7 +65,7 @@ __all__ = [
     "whole",
 ]
 
-#: Longest timestamp ``devices._timestamp`` takes (a literal there).
+#: Longest timestamp the contract takes.
 _MAX_TIMESTAMP = MAX_TIME_LENGTH
 #: The form of RFC 3339 ``date-time`` that ``datetime.fromisoformat`` reads:
 #: upper-case ``T`` and ``Z``, no leap second (Python has none), no year 0.
@@ -90,12 +95,12 @@ BODY_LIMITS = {
 
 PRODUCT: dict[str, Any] = {
     "type": "string",
-    "pattern": whole(_PRODUCT_RE),
+    "pattern": whole(PRODUCT_RE),
     "not": {"enum": sorted(RESERVED_ROLE_NAMES)},
     "description": "Product (a TUF role name): 1-64 lower-case letters, digits and inner "
     "hyphens; not a top-level TUF role name.",
 }
-HARDWARE_ID: dict[str, Any] = {"type": "string", "pattern": whole(_HARDWARE_ID_RE)}
+HARDWARE_ID: dict[str, Any] = {"type": "string", "pattern": whole(HARDWARE_ID_RE)}
 DEVICE_ID: dict[str, Any] = {
     "type": "string",
     "pattern": whole(DEVICE_ID_RE),
@@ -103,15 +108,15 @@ DEVICE_ID: dict[str, Any] = {
 }
 SEMVER: dict[str, Any] = {
     "type": "string",
-    "maxLength": 64,
-    "pattern": whole(_SEMVER_RE),
+    "maxLength": MAX_VERSION_LENGTH,
+    "pattern": whole(SEMVER_RE),
     "description": "Semantic version 2.0.0 (no leading zeros, pre-release and build allowed).",
 }
-HEX64: dict[str, Any] = {"type": "string", "pattern": whole(_SHA256_RE)}
+HEX64: dict[str, Any] = {"type": "string", "pattern": whole(SHA256_RE)}
 COUNTER: dict[str, Any] = {
     "type": "integer",
     "minimum": 0,
-    "maximum": _MAX_COUNTER,
+    "maximum": MAX_COUNTER,
     "description": "A JSON integer literal: 1.0 and 1e0 are refused, though JSON Schema "
     "cannot tell them from 1.",
 }
@@ -124,7 +129,7 @@ TIMESTAMP: dict[str, Any] = {
     "00-59. Its UTC time must lie in the years 1 to 9999 (0001-01-01T00:30:00+01:00 is "
     "refused; JSON Schema cannot state this).",
 }
-EVENT_KIND: dict[str, Any] = {"enum": list(EVENT_KINDS)}
+EVENT_KIND: dict[str, Any] = {"enum": [k.value for k in EventKind]}
 
 
 def _nullable(schema: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -146,7 +151,7 @@ def _closed(required: list[str], properties: dict[str, Any], **extra: Any) -> di
 _SLOT = _closed(
     ["state"],
     {
-        "state": {"enum": list(SLOT_STATES)},
+        "state": {"enum": [s.value for s in SlotState]},
         "version": _nullable(SEMVER, "string"),
         "release_counter": _nullable(COUNTER, "integer"),
         "sha256": HEX64,
@@ -158,7 +163,7 @@ _LAST_UPDATE = _closed(
     {
         "version": SEMVER,
         "release_counter": COUNTER,
-        "result": {"enum": list(UPDATE_RESULTS)},
+        "result": {"enum": [r.value for r in UpdateResult]},
         "at": TIMESTAMP,
         "error": {"type": "string", "maxLength": MAX_ERROR_TEXT},
     },
@@ -194,7 +199,7 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {
             },
             "public_key": {
                 "type": "string",
-                "pattern": whole(_HEX64_RE),
+                "pattern": whole(HEX64_RE),
                 "description": "Raw Ed25519 public key, hex in either case (stored in lower "
                 "case). It must be a canonical encoding of a point of the prime-order "
                 "subgroup, not of small order, else 400 (the 32 zero bytes are refused); "
@@ -212,14 +217,14 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {
             "slots": {
                 "type": "object",
                 "maxProperties": MAX_SLOTS,
-                "propertyNames": {"pattern": whole(_SLOT_NAME_RE)},
+                "propertyNames": {"pattern": whole(SLOT_NAME_RE)},
                 "additionalProperties": _SLOT,
             },
             "last_update": {"anyOf": [{"type": "null"}, _LAST_UPDATE]},
             "therapy": _closed(
-                ["state"], {"state": {"enum": list(THERAPY_STATES)}, "since": TIMESTAMP}
+                ["state"], {"state": {"enum": [s.value for s in TherapyState]}, "since": TIMESTAMP}
             ),
-            "agent_state": {"enum": [*AGENT_STATES, None]},
+            "agent_state": {"enum": [*(s.value for s in AgentState), None]},
         },
         description="What the pump runs. product and hardware_id must be those it was "
         "enrolled with, else 409 (not a matter of the body's form).",

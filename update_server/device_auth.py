@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -64,6 +63,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from pumpguard.contract import DEVICE_ID_RE as CONTRACT_DEVICE_ID_RE
+from pumpguard.contract import is_device_id
 from pumpguard.device_auth import (
     HEADER_DEVICE,
     HEADER_NONCE,
@@ -97,12 +98,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Device ids: 1-128 of ``[A-Za-z0-9._:-]``, starting with a letter or digit so
-#: that an id is never ``.`` or ``..`` inside a URL path. Use ``fullmatch``:
-#: ``$`` would also match before a trailing newline, so ``.match`` would take
-#: ``"pump-1\n"`` (or a 129-character id) for a device id; ``\Z`` keeps even a
-#: ``.match`` by another caller exact.
-DEVICE_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z", re.ASCII)
+#: Device ids: the wire contract's rule (:data:`pumpguard.contract.DEVICE_ID_RE`),
+#: the same for the agent's config and the OpenAPI document.
+DEVICE_ID_RE = CONTRACT_DEVICE_ID_RE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -164,7 +162,7 @@ def validate_device_id(value: object) -> str:
         BadRequestError: It is not 1-128 letters, digits, ``.``, ``_``, ``:``
             or ``-`` starting with a letter or digit.
     """
-    if not isinstance(value, str) or not DEVICE_ID_RE.fullmatch(value):
+    if not is_device_id(value):
         raise BadRequestError(
             f"device_id {value!r} must be 1-128 letters, digits, '.', '_', ':' or '-',"
             " starting with a letter or digit"

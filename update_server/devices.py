@@ -39,7 +39,6 @@ Check-in body (all fields required unless marked optional)::
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +51,27 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from pumpguard.contract import (
+    HEX64_RE,
+    MAX_CHECKIN_BODY,
+    MAX_COUNTER,
+    MAX_ENROLL_BODY,
+    MAX_ERROR_TEXT,
+    MAX_EVENT_DETAIL,
+    MAX_EVENTS,
+    MAX_EVENTS_BODY,
+    MAX_SLOTS,
+    MAX_TIME_LENGTH,
+    MAX_VERSION_LENGTH,
+    RFC3339_RE,
+    SHA256_RE,
+    SLOT_NAME_RE,
+    AgentState,
+    EventKind,
+    SlotState,
+    TherapyState,
+    UpdateResult,
+)
 from pumpguard.errors import ReleaseContractError
 from pumpguard.jsonutil import StrictJSONError, loads_strict
 from pumpguard.release import SemVer, validate_hardware_id, validate_product
@@ -77,6 +97,15 @@ from update_server.models import Base, Device, DeviceEvent, utcnow
 __all__ = [
     "AGENT_STATES",
     "EVENT_KINDS",
+    "MAX_CHECKIN_BODY",
+    "MAX_ENROLL_BODY",
+    "MAX_ERROR_TEXT",
+    "MAX_EVENTS",
+    "MAX_EVENTS_BODY",
+    "MAX_EVENT_DETAIL",
+    "MAX_OFFSET",
+    "MAX_PAGE",
+    "MAX_SLOTS",
     "MAX_TIME_LENGTH",
     "RFC3339_RE",
     "SLOT_STATES",
@@ -91,61 +120,31 @@ __all__ = [
 
 bp = Blueprint("devices", __name__, url_prefix="/api/v1/devices")
 
+# The vocabularies, identifier rules and limits are the wire contract's
+# (pumpguard.contract): the agent builds its bodies from the same definitions
+# and the OpenAPI document states them.
 #: Update event kinds a pump may report.
-EVENT_KINDS = (
-    "check",
-    "download-start",
-    "download-done",
-    "verified",
-    "deferred",
-    "install",
-    "reboot",
-    "self-test-pass",
-    "self-test-fail",
-    "committed",
-    "rolled-back",
-    "error",
-)
+EVENT_KINDS = tuple(k.value for k in EventKind)
 #: Therapy (infusion) states; the agent never installs unless ``idle``.
-THERAPY_STATES = ("idle", "running", "programmed")
+THERAPY_STATES = tuple(s.value for s in TherapyState)
 #: States of one firmware slot.
-SLOT_STATES = ("active", "inactive", "trial", "empty", "bad")
+SLOT_STATES = tuple(s.value for s in SlotState)
 #: Outcomes of the last update attempt.
-UPDATE_RESULTS = ("committed", "rolled-back", "failed", "in-progress")
+UPDATE_RESULTS = tuple(r.value for r in UpdateResult)
 #: The agent's state machine (DESIGN.md, Device agent).
-AGENT_STATES = (
-    "idle",
-    "checking",
-    "downloading",
-    "verified",
-    "waiting-for-safe-window",
-    "installing",
-    "rebooting",
-    "verifying-boot",
-    "committed",
-    "rolling-back",
-    "reporting",
-)
+AGENT_STATES = tuple(s.value for s in AgentState)
 
-# Size limits (threat SRV-DOS): a check-in is a few hundred bytes, so 16 KiB
-# leaves room; 100 events of at most 2 KiB of detail each fit in 256 KiB.
-MAX_ENROLL_BODY = 4096
-MAX_CHECKIN_BODY = 16 * 1024
-MAX_EVENTS_BODY = 256 * 1024
-MAX_EVENTS = 100
-MAX_EVENT_DETAIL = 2048
-MAX_SLOTS = 4
-MAX_ERROR_TEXT = 512
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 MAX_OFFSET = 2**31 - 1
-_MAX_COUNTER = 2**63 - 1
-# Always used with fullmatch: ``$`` also matches before a trailing newline, so
-# ``.match`` would accept (and store) ``"a\n"``, or a key that ``bytes.fromhex``
-# reads as another enrolled key (threats SRV-INPUT, SRV-DEVICE-SPOOF).
-_SLOT_NAME_RE = re.compile(r"[a-z0-9_-]{1,16}", re.ASCII)
-_HEX64_RE = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
-_SHA256_RE = re.compile(r"[0-9a-f]{64}", re.ASCII)
+# Always used with fullmatch (the contract's rule): ``$`` also matches before
+# a trailing newline, so ``.match`` would accept (and store) ``"a\n"``, or a
+# key that ``bytes.fromhex`` reads as another enrolled key (threats
+# SRV-INPUT, SRV-DEVICE-SPOOF).
+_SLOT_NAME_RE = SLOT_NAME_RE
+_HEX64_RE = HEX64_RE
+_SHA256_RE = SHA256_RE
+_MAX_COUNTER = MAX_COUNTER
 
 T = TypeVar("T")
 
@@ -318,8 +317,10 @@ def _contract(check: Callable[[object], T], value: object, where: str) -> T:
 
 
 def _version(value: object, where: str) -> str:
-    if not isinstance(value, str) or len(value) > 64:
-        raise BadRequestError(f"{where} must be a semantic version of at most 64 characters")
+    if not isinstance(value, str) or len(value) > MAX_VERSION_LENGTH:
+        raise BadRequestError(
+            f"{where} must be a semantic version of at most {MAX_VERSION_LENGTH} characters"
+        )
     _contract(SemVer.parse, value, where)
     return value
 
@@ -335,20 +336,6 @@ def _choice(value: object, where: str, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise BadRequestError(f"{where} must be one of {', '.join(choices)}")
     return value
-
-
-#: Times in bodies: RFC 3339 date-times (upper-case T and Z, a zone, seconds
-#: 00-59, no year 0). ``datetime.fromisoformat`` alone also reads ISO 8601
-#: forms no pump writes (``20260101T120000Z``, ``2026-W01-4``, ``+0100``),
-#: which the OpenAPI document cannot state; this is the rule both follow.
-RFC3339_RE = re.compile(
-    r"(?!0000)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
-    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
-    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])",
-    re.ASCII,
-)
-#: Longest time accepted, in characters.
-MAX_TIME_LENGTH = 40
 
 
 def _timestamp(value: object, where: str) -> str:

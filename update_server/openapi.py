@@ -182,7 +182,7 @@ SPEC: dict[str, Any] = {
             "Device": {
                 "type": "object",
                 "properties": {
-                    "device_id": {"type": "string"},
+                    "device_id": DEVICE_ID,
                     "product": _PRODUCT,
                     "hardware_id": _HARDWARE,
                     "public_key": _HEX64,

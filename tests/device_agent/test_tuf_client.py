@@ -486,6 +486,7 @@ def test_rejects_broken_release_contract(repo_env: RepoEnv, make_pump: Callable[
     [
         ("UnsignedMetadataError", "tuf-unsigned-metadata"),
         ("BadVersionNumberError", "tuf-bad-version-number"),
+        ("EqualVersionNumberError", "tuf-bad-version-number"),
         ("ExpiredMetadataError", "tuf-expired-metadata"),
         ("LengthOrHashMismatchError", "tuf-length-or-hash-mismatch"),
         ("RepositoryError", "tuf-repository"),
