@@ -1213,6 +1213,21 @@ _CONTROLS = (
             "test_generated_bodies_are_accepted_by_the_document_exactly_when_by_the_server",
         )
         + _n(
+            "device_agent/test_agent_wire_contract",
+            "test_real_agent_bodies_pass_server_validation_and_openapi_schema",
+        )
+        + _n(
+            "pumpguard/test_wire_contract",
+            "test_device_id_table_agrees_in_agent_config_server_and_openapi",
+            "test_device_id_table_covers_both_ends_of_the_length_rule",
+            "test_server_vocabularies_are_the_contract_enums",
+            "test_openapi_vocabularies_and_limits_are_the_contract",
+            "test_agent_state_machine_uses_the_contract_states",
+            "test_every_refusal_reason_is_documented_and_every_documented_reason_exists",
+            "test_http_reasons_read_back_as_reported",
+            "test_unknown_reasons_are_not_read_back",
+        )
+        + _n(
             "update_server/test_openapi_queries",
             "test_the_document_accepts_a_query_value_exactly_when_the_server_does",
             "test_the_release_list_refuses_integers_no_client_writes",
