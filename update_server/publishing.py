@@ -68,6 +68,7 @@ from update_server.redact import public_message
 __all__ = [
     "LOCK_TIMEOUT",
     "MAX_VERSION",
+    "LockBusyError",
     "PublishFailedError",
     "locked_session",
     "online_signers",
@@ -98,6 +99,14 @@ def _holder(what: str) -> str:
     ]
 
 
+class LockBusyError(PublishFailedError):
+    """SQLite's busy timeout passed while another transaction held the lock.
+
+    :func:`locked_session` rolls the attempt back and tries again until its
+    own timeout.
+    """
+
+
 def publish_lock(session: Session, what: str, timeout: float = LOCK_TIMEOUT) -> None:
     """Take the publish lock in ``session``'s transaction (held until it ends).
 
@@ -106,32 +115,29 @@ def publish_lock(session: Session, what: str, timeout: float = LOCK_TIMEOUT) -> 
     writer committed.
 
     Raises:
+        LockBusyError: SQLite: the busy timeout (30 s) passed; roll back and
+            try again in a new transaction (:func:`locked_session` does).
         PublishFailedError: The lock row is missing, or it could not be
-            taken within ``timeout`` seconds (on SQLite: the first busy
-            timeout, 30 s, after ``timeout``).
+            taken within ``timeout`` seconds (PostgreSQL), or the database
+            failed.
     """
-    deadline = time.monotonic() + timeout
     postgres = session.get_bind().dialect.name == "postgresql"
-    while True:
-        try:
-            if postgres:
-                # Wait for the row lock at most `timeout`, then fail instead of hanging.
-                ms = f"{max(1, int(timeout * 1000))}ms"
-                session.execute(select(func.set_config("lock_timeout", ms, True)))
-            result = session.execute(
-                update(PublishLock).where(PublishLock.id == 1).values(holder=_holder(what))
-            )
-            break
-        except OperationalError as e:
-            session.rollback()
-            locked = "lock" in str(e).lower()
-            # SQLite gives up after its busy timeout (30 s); a publish of a
-            # large bundle may hold the lock longer, so keep waiting.
-            if postgres or not locked or time.monotonic() > deadline:
-                reason = "another publish or refresh holds the lock" if locked else "database error"
-                # The driver's text may name hosts, roles or statements: logged, not answered.
-                logger.error("taking the publish lock for %s failed: %s", what, e.orig)
-                raise PublishFailedError(reason) from e
+    try:
+        if postgres:
+            # Wait for the row lock at most `timeout`, then fail instead of hanging.
+            ms = f"{max(1, int(timeout * 1000))}ms"
+            session.execute(select(func.set_config("lock_timeout", ms, True)))
+        result = session.execute(
+            update(PublishLock).where(PublishLock.id == 1).values(holder=_holder(what))
+        )
+    except OperationalError as e:
+        locked = "lock" in str(e).lower()
+        if locked and not postgres:
+            raise LockBusyError("another publish or refresh holds the lock") from e
+        reason = "another publish or refresh holds the lock" if locked else "database error"
+        # The driver's text may name hosts, roles or statements: logged, not answered.
+        logger.error("taking the publish lock for %s failed: %s", what, e.orig)
+        raise PublishFailedError(reason) from e
     if getattr(result, "rowcount", 1) != 1:
         raise PublishFailedError("the publish_lock row is missing; run the migrations")
 
@@ -140,17 +146,29 @@ def publish_lock(session: Session, what: str, timeout: float = LOCK_TIMEOUT) -> 
 def locked_session(
     factory: sessionmaker[Session], what: str, timeout: float = LOCK_TIMEOUT
 ) -> Iterator[Session]:
-    """A transaction holding the publish lock: committed on success, else rolled back."""
-    session = factory()
-    try:
-        publish_lock(session, what, timeout)
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    """A transaction holding the publish lock: committed on success, else rolled back.
+
+    The transaction is ``factory.begin()``. SQLite gives up after its busy
+    timeout (30 s), and a publish of a large bundle may hold the lock longer,
+    so a busy attempt is rolled back and retried until ``timeout`` passed.
+
+    Raises:
+        PublishFailedError: The lock could not be taken (see :func:`publish_lock`).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        entered = False
+        try:
+            with factory.begin() as session:
+                publish_lock(session, what, timeout)
+                entered = True
+                yield session
+            return
+        except LockBusyError as e:
+            if entered or time.monotonic() > deadline:
+                cause = e.__cause__
+                logger.error("taking the publish lock for %s failed: %s", what, cause)
+                raise
 
 
 def online_signers(app: Flask) -> OnlineSigners:
