@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from pumpguard.fsutil import atomic_write_bytes
+from pumpguard.fsutil import FileTooLargeError, atomic_write_bytes, read_capped
 from sbom.binding import bound_firmware_sha256
 from sbom.errors import SbomError, SbomPolicyError, SbomValidationError, VexError
 from sbom.generate import build_firmware_sbom
@@ -60,13 +60,11 @@ def _write(path: Path, data: bytes) -> None:
 
 def _read_document(path: Path) -> bytes:
     try:
-        with path.open("rb") as f:
-            data = f.read(_MAX_DOCUMENT + 1)
+        return read_capped(path, _MAX_DOCUMENT)
+    except FileTooLargeError as e:
+        raise SbomValidationError(str(e)) from e
     except OSError as e:
         raise SbomError(f"cannot read {path}: {e.strerror or e}") from e
-    if len(data) > _MAX_DOCUMENT:
-        raise SbomValidationError(f"{path}: larger than {_MAX_DOCUMENT} bytes")
-    return data
 
 
 def _load_sbom(path: Path) -> tuple[bytes, dict[str, Any]]:

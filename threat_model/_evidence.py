@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pumpguard.fsutil import FileTooLargeError, read_capped
 from sbom.audit import AuditResult
 from sbom.audit import audit as run_audit
 from sbom.check import CheckReport, check_sbom
@@ -139,12 +140,11 @@ def _vex_inputs(
     copies: dict[str, bytes] = {}
     for i, path in enumerate(paths, start=1):
         try:
-            with path.open("rb") as f:
-                data = f.read(_MAX_VEX + 1)
+            data = read_capped(path, _MAX_VEX, f"VEX file {path}")
+        except FileTooLargeError as e:
+            raise AssuranceError(str(e)) from e
         except OSError as e:
             raise AssuranceError(f"cannot read VEX file {path}: {e.strerror or e}") from e
-        if len(data) > _MAX_VEX:
-            raise AssuranceError(f"VEX file {path} is larger than {_MAX_VEX} bytes")
         analyses += parse_vex(load_sbom(data, str(path)), str(path), components)
         # Numbered, so two inputs with the same name cannot collide.
         copies[f"vulnerabilities/vex-inputs/{i:02d}-{path.name}"] = data
