@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from device_agent.config import MaintenanceWindow, SafetyConfig
 from device_agent.errors import PumpStatusError
 from pumpguard.contract import TherapyState
+from pumpguard.fsutil import FileTooLargeError, read_capped
 
 __all__ = [
     "STATUS_CLOCK_SKEW_TOLERANCE",
@@ -142,12 +143,11 @@ class FileStatusProvider:
     def read(self) -> PumpStatus:
         """Read the status file."""
         try:
-            with self.path.open("rb") as f:
-                data = f.read(_MAX_STATUS + 1)
+            data = read_capped(self.path, _MAX_STATUS, f"pump status {self.path}")
+        except FileTooLargeError as e:
+            raise PumpStatusError(str(e)) from e
         except OSError as e:
             raise PumpStatusError(f"cannot read pump status {self.path}: {e.strerror}") from e
-        if len(data) > _MAX_STATUS:
-            raise PumpStatusError(f"pump status {self.path} is larger than {_MAX_STATUS} bytes")
         return parse_status(data, str(self.path))
 
 

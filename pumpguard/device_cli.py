@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from pumpguard.errors import ConfigError, PumpguardError
-from pumpguard.fsutil import atomic_write_bytes
+from pumpguard.fsutil import FileTooLargeError, atomic_write_bytes, read_capped
 from pumpguard.http import check_server_url, error_message
 
 __all__ = [
@@ -78,14 +78,13 @@ def read_public_key(value: str) -> str:
         return value.lower()
     path = Path(value)
     try:
-        with path.open("rb") as f:
-            data = f.read(_MAX_KEY_FILE + 1)
+        data = read_capped(path, _MAX_KEY_FILE)
+    except FileTooLargeError as e:
+        raise ConfigError(f"{path} is too large to be a public key ({e})") from e
     except OSError as e:
         raise ConfigError(
             f"--public-key {value!r} is neither 64 hex digits nor a readable file: {e.strerror}"
         ) from e
-    if len(data) > _MAX_KEY_FILE:
-        raise ConfigError(f"{path} is too large to be a public key")
     text = data.decode("ascii", errors="replace").strip()
     if _HEX64_RE.fullmatch(text):
         return text.lower()

@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = [
+    "FileTooLargeError",
     "atomic_write_bytes",
     "exclusive_lock",
     "fsync_dir",
     "make_dirs",
+    "read_capped",
     "write_immutable",
 ]
 
@@ -131,3 +133,38 @@ def exclusive_lock(path: Path) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+class FileTooLargeError(ValueError):
+    """A file holds more bytes than its reader accepts (:func:`read_capped`)."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        super().__init__(f"{name} is larger than {limit} bytes")
+        self.name = name
+        self.limit = limit
+
+
+def read_capped(path: Path, limit: int, name: str | None = None) -> bytes:
+    """Read a whole file of at most ``limit`` bytes, never more than ``limit + 1``.
+
+    The one reader of input files with a size cap (SBOM inputs, VEX,
+    vulnerability feeds, ``bundle.json``, JUnit reports, pump status, keys):
+    a file that grows, or a FIFO or device that never ends, costs at most
+    ``limit + 1`` bytes of memory, whatever its size says.
+
+    Args:
+        path: The file.
+        limit: The most bytes accepted.
+        name: How the error names the file (default: ``path``); a server
+            passes a name without its own folders.
+
+    Raises:
+        FileTooLargeError: The file holds more than ``limit`` bytes; its
+            message names the file and the limit.
+        OSError: The file cannot be opened or read.
+    """
+    with path.open("rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise FileTooLargeError(str(path) if name is None else name, limit)
+    return data

@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from pumpguard.fsutil import atomic_write_bytes
+from pumpguard.fsutil import FileTooLargeError, atomic_write_bytes, read_capped
 from sbom.binding import bound_firmware_sha256
 from sbom.errors import SbomError, SbomPolicyError, SbomValidationError, VexError
 from sbom.generate import build_firmware_sbom
@@ -60,13 +60,11 @@ def _write(path: Path, data: bytes) -> None:
 
 def _read_document(path: Path) -> bytes:
     try:
-        with path.open("rb") as f:
-            data = f.read(_MAX_DOCUMENT + 1)
+        return read_capped(path, _MAX_DOCUMENT)
+    except FileTooLargeError as e:
+        raise SbomValidationError(str(e)) from e
     except OSError as e:
         raise SbomError(f"cannot read {path}: {e.strerror or e}") from e
-    if len(data) > _MAX_DOCUMENT:
-        raise SbomValidationError(f"{path}: larger than {_MAX_DOCUMENT} bytes")
-    return data
 
 
 def _load_sbom(path: Path) -> tuple[bytes, dict[str, Any]]:
@@ -392,6 +390,7 @@ def audit(
     Exit codes: 0 done, 4 the SBOM is not valid CycloneDX 1.6, 5 --fail-on matched.
     """
     from sbom.audit import audit as run_audit
+    from sbom.audit_json import audit_document
     from sbom.check import check_sbom
     from sbom.model import component_identity, read_components
     from sbom.vulndb import VulnDb
@@ -424,23 +423,18 @@ def audit(
     failing = _gate(result.findings, fail_on)
     if as_json:
         _echo_json(
-            {
-                "sbom": {
+            audit_document(
+                result,
+                sbom={
                     "file": str(file),
                     "sha256": hashlib.sha256(data).hexdigest(),
                     "serialNumber": doc.get("serialNumber"),
                 },
-                "store": {"file": str(db_path), "imports": [r.to_json() for r in imports]},
-                "generated": generated,
-                "summary": {"components": result.components, **result.counts()},
-                "findings": [f.to_json() for f in result.findings],
-                "unidentified": [
-                    {"bom-ref": c.bom_ref, "name": c.name, "version": c.version, "reason": why}
-                    for c, why in result.not_checked()
-                ],
-                "fail_on": fail_on,
-                "failing": len(failing),
-            }
+                store={"file": str(db_path)},
+                imports=imports,
+                context={"generated": generated},
+                gate={"fail_on": fail_on, "failing": len(failing)},
+            )
         )
     else:
         _print_audit(file, result, html_out)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from packageurl import PackageURL
 
+from pumpguard.fsutil import FileTooLargeError, read_capped
 from sbom.errors import SbomInputError
 from sbom.manifest import ComponentSpec, component_from_fields
 
@@ -31,12 +32,11 @@ _SOURCE_RE = re.compile(r"^(\S+)(?:\s+\((\S+)\))?$")
 
 def _paragraphs(path: Path) -> list[tuple[int, dict[str, str]]]:
     try:
-        with path.open("rb") as f:
-            data = f.read(_MAX_BYTES + 1)
+        data = read_capped(path, _MAX_BYTES)
+    except FileTooLargeError as e:
+        raise SbomInputError(str(e)) from e
     except OSError as e:
         raise SbomInputError(f"cannot read {path}: {e.strerror or e}") from e
-    if len(data) > _MAX_BYTES:
-        raise SbomInputError(f"{path}: larger than {_MAX_BYTES} bytes")
     try:
         lines = data.decode("utf-8").splitlines()
     except UnicodeDecodeError as e:

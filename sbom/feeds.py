@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from pumpguard.fsutil import FileTooLargeError, read_capped
 from pumpguard.jsonutil import StrictJSONError, loads_strict
 from sbom._kev import is_kev_catalog, parse_kev
 from sbom._nvd import is_nvd_feed, parse_nvd_feed
@@ -146,13 +147,11 @@ def _expect(kind: str, actual: str, path: Path, what: str) -> None:
 
 def _read_file(path: Path) -> bytes:
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+        return read_capped(path, MAX_FILE_BYTES)
+    except FileTooLargeError as e:
+        raise FeedError(str(e)) from e
     except OSError as e:
         raise FeedError(f"cannot read {path}: {e.strerror or e}") from e
-    if len(data) > MAX_FILE_BYTES:
-        raise FeedError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
-    return data
 
 
 def _gunzip(data: bytes, path: Path) -> bytes:

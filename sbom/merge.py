@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pumpguard.fsutil import FileTooLargeError, read_capped
 from sbom import properties as prop
 from sbom._json import load_strict
 from sbom.errors import SbomInputError, SbomValidationError
@@ -59,8 +60,9 @@ def load_cyclonedx(path: Path) -> list[ComponentSpec]:
             names the file and the component.
     """
     try:
-        with path.open("rb") as f:
-            data = f.read(_MAX_BYTES + 1)
+        data = read_capped(path, _MAX_BYTES)
+    except FileTooLargeError as e:
+        raise SbomInputError(str(e)) from e
     except OSError as e:
         raise SbomInputError(f"cannot read {path}: {e.strerror or e}") from e
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from packageurl import PackageURL
 
+from pumpguard.fsutil import FileTooLargeError, read_capped
 from sbom.errors import SbomInputError
 from sbom.manifest import ComponentSpec, component_from_fields
 
@@ -40,12 +41,11 @@ _CPE_SPECIAL_RE = re.compile(r"([^A-Za-z0-9._-])")
 
 def _read_lines(path: Path) -> list[str]:
     try:
-        with path.open("rb") as f:
-            data = f.read(_MAX_BYTES + 1)
+        data = read_capped(path, _MAX_BYTES)
+    except FileTooLargeError as e:
+        raise SbomInputError(str(e)) from e
     except OSError as e:
         raise SbomInputError(f"cannot read {path}: {e.strerror or e}") from e
-    if len(data) > _MAX_BYTES:
-        raise SbomInputError(f"{path}: larger than {_MAX_BYTES} bytes")
     try:
         return data.decode("utf-8").splitlines()
     except UnicodeDecodeError as e:

@@ -27,6 +27,7 @@ from tuf.api.exceptions import RepositoryError as TufRepositoryError
 from tuf.api.metadata import Metadata, Targets
 
 from pumpguard.errors import ReleaseContractError
+from pumpguard.fsutil import FileTooLargeError, read_capped
 from pumpguard.jsonutil import StrictJSONError, loads_strict
 from pumpguard.release import FIRMWARE_NAME, ReleaseInfo, SemVer, validate_product
 from sbom import SbomError, bound_firmware_sha256
@@ -196,14 +197,14 @@ def _read_manifest(root: Path, where: str) -> Bundle:
     backslashes out of paths, logs and the database.
     """
     try:
-        with (root / MANIFEST).open("rb") as f:
-            data = f.read(_MAX_MANIFEST + 1)
+        # Named without its folder: the server answers this message.
+        data = read_capped(root / MANIFEST, _MAX_MANIFEST, MANIFEST)
+    except FileTooLargeError as e:
+        raise BundleError(str(e)) from e
     except FileNotFoundError as e:
         raise BundleError(f"{where} is not a release bundle (no {MANIFEST})") from e
     except OSError as e:
         raise BundleError(f"cannot read the {MANIFEST} of {where}: {e.strerror}") from e
-    if len(data) > _MAX_MANIFEST:
-        raise BundleError(f"{MANIFEST} is larger than {_MAX_MANIFEST} bytes")
     try:
         raw = loads_strict(data)
     except StrictJSONError as e:

@@ -37,20 +37,19 @@ from securesystemslib.signer import Signer
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from pumpguard.fsutil import atomic_write_bytes, fsync_dir
-from pumpguard.release import FIRMWARE_NAME, SBOM_NAME, ReleaseInfo, sbom_path
+from pumpguard.release import FIRMWARE_NAME, SBOM_NAME, ReleaseInfo
 from sbom import build_firmware_sbom
 from signer._bundle import FORMAT, FORMAT_VERSION, MANIFEST, Bundle, open_bundle, open_bundle_stream
 from signer._signing import expiry, utcnow
 from signer._tarstream import write_tar
 from signer.errors import BundleError, RollbackError, SignerError
-from signer.repository import OnlineSigners, Repository, RepoState, file_digest
+from signer.repository import OnlineSigners, Repository, RepoState, file_digest, verify_files
 from signer.verification import (
     FileDigest,
     SignatureReport,
     VerifiedRelease,
     product_releases,
     signature_report,
-    verify_release_update,
 )
 
 __all__ = [
@@ -240,11 +239,11 @@ def check_bundle(
 ) -> VerifiedRelease:
     """Decide whether ``bundle`` may be published onto ``state``.
 
-    The one decision of ``release verify`` and ``release publish`` (and the
-    check a server runs before it records a release):
-    :func:`signer.verification.verify_release_update` on the bundle's files,
-    with the release ``bundle.json`` names required to be the one the signed
-    metadata adds.
+    The one decision of ``release verify`` and ``release publish``:
+    :func:`signer.repository.verify_files` on the bundle's files, with the
+    release ``bundle.json`` names required to be the one the signed
+    metadata adds. :meth:`signer.Repository.publish` runs the same function,
+    with the same ``claimed_version``, on the copies it is about to publish.
 
     Raises:
         PublishRefusedError: The update fails a check.
@@ -255,22 +254,7 @@ def check_bundle(
     md = md or bundle.metadata()
     files = bundle.files()
     digests: dict[str, FileDigest] = {p: file_digest(f) for p, f in files.items()}
-    sbom_json = b""
-    sbom = sbom_path(bundle.product, bundle.version)
-    if sbom in files:
-        sbom_json = files[sbom].read_bytes()
-        # The bytes checked are the bytes hashed (TOCTOU).
-        digests[sbom] = FileDigest(len(sbom_json), hashlib.sha256(sbom_json).hexdigest())
-    return verify_release_update(
-        targets=state.targets.signed,
-        product=bundle.product,
-        current=state.product(bundle.product),
-        new=md,
-        files=digests,
-        sbom_json=sbom_json,
-        now=now,
-        claimed_version=bundle.version,
-    )
+    return verify_files(state, bundle.product, md, digests, files, now, bundle.version)
 
 
 def verify_bundle(path: Path, repo: Repository, now: datetime | None = None) -> BundleReport:
@@ -311,8 +295,10 @@ def publish_bundle(
 ) -> VerifiedRelease:
     """Publish a signed bundle into a local repository.
 
-    :func:`check_bundle` decides, as for ``release verify``; the repository
-    checks the update again under its lock before it writes.
+    :meth:`signer.Repository.publish` decides as :func:`check_bundle` does
+    (``release verify``): the same :func:`signer.repository.verify_files`
+    with the version ``bundle.json`` names, run once, under the repository
+    lock, on the copies it then publishes.
 
     Raises:
         PublishRefusedError: The bundle fails a check; nothing was written.
@@ -321,5 +307,6 @@ def publish_bundle(
     now = now or utcnow()
     with open_bundle(path) as bundle:
         md = bundle.metadata()
-        check_bundle(bundle, repo.state(), now, md)
-        return repo.publish(bundle.product, md, bundle.files(), online, now)
+        return repo.publish(
+            bundle.product, md, bundle.files(), online, now, claimed_version=bundle.version
+        )

@@ -27,8 +27,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,17 +42,17 @@ from tuf.api.metadata import (
     MetaFile,
     Root,
     Snapshot,
-    TargetFile,
     Targets,
     Timestamp,
 )
 
 from pumpguard.fsutil import atomic_write_bytes, exclusive_lock, fsync_dir
-from pumpguard.release import validate_product
+from pumpguard.release import SBOM_NAME, validate_product
 from signer._journal import WriteJournal
 from signer._keymaterial import duplicate_keys
 from signer._signing import SERIALIZER, expiry, require_signer, sign_role, utcnow
-from signer.errors import HashMismatchError, RepositoryError, SignerError
+from signer._staging import file_digest, place, stage
+from signer.errors import RepositoryError, SignerError
 from signer.verification import (
     FileDigest,
     VerifiedRelease,
@@ -71,6 +69,7 @@ __all__ = [
     "RepoState",
     "Repository",
     "file_digest",
+    "verify_files",
 ]
 
 logger = logging.getLogger(__name__)
@@ -95,18 +94,6 @@ DEFAULT_REFRESH_DAYS: dict[str, float] = {
 #: Releases a product's metadata lists; older ones drop out of the signed listing
 #: (their files stay), which bounds what a pump downloads (bench/repo_scale.py).
 DEFAULT_RELEASE_WINDOW = 32
-_CHUNK = 1 << 20
-
-
-def file_digest(path: Path) -> FileDigest:
-    """Length and sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    length = 0
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-            length += len(chunk)
-    return FileDigest(length, h.hexdigest())
 
 
 @dataclass(frozen=True)
@@ -647,12 +634,18 @@ class Repository:
         files: Mapping[str, Path],
         online: OnlineSigners,
         now: datetime | None = None,
+        *,
+        claimed_version: str | None = None,
+        before_write: Callable[[VerifiedRelease], None] | None = None,
     ) -> VerifiedRelease:
-        """Publish a product's next metadata and the release files it adds.
+        """Verify and publish a product's next metadata and the release files it adds.
 
-        Every check runs before anything is written; a refused update leaves the
-        repository byte-for-byte as it was, and so does a write that fails before
-        ``timestamp.json`` is replaced (every file and folder it created is removed).
+        Under the repository lock, each file is read once: copied beside its
+        final place while it is hashed (:mod:`signer._staging`), and the
+        copies are verified (:func:`verify_files`), so what is published is
+        exactly what was verified. A refused update, and a write that fails
+        before ``timestamp.json`` is replaced, leave the repository
+        byte-for-byte as it was (every file and folder created is removed).
 
         Args:
             product: The product role.
@@ -660,6 +653,12 @@ class Repository:
             files: Local file of every new target, by target path.
             online: Snapshot and timestamp signers.
             now: Reference time.
+            claimed_version: The version ``bundle.json`` names, which must be
+                the release the metadata adds (:func:`signer.bundle.check_bundle`).
+            before_write: Called with the verified release, still under the
+                lock and before anything is visible (the server writes its
+                index row and audit entry here); an exception it raises
+                refuses the publish and leaves the repository as it was.
 
         Raises:
             PublishRefusedError: Any of the checks of
@@ -672,17 +671,19 @@ class Repository:
             state = self.state()
             require_signer(online.snapshot, state.root.signed, Snapshot.type)
             require_signer(online.timestamp, state.root.signed, Timestamp.type)
-            verified = _verify_update(state, product, new, files, now)
-            # Signatures by keys the delegation does not name were not counted;
-            # they are not published either.
-            for keyid in verified.signatures.unknown:
-                del new.signatures[keyid]
-            release = verified.release
-            with self._writing(f"publishing {product} {release.version}") as journal:
-                for path, target in verified.new_targets.items():
-                    directory, _, name = path.rpartition("/")
-                    dest = self.targets_dir / directory / f"{target.hashes['sha256']}.{name}"
-                    _copy_immutable(files[path], dest, target, journal)
+            operation = f"publishing {product} {claimed_version or 'a release'}"
+            with self._writing(operation) as journal:
+                staged = stage(self.targets_dir, product, files, journal)
+                verified = verify_files(
+                    state, product, new, staged.digests, staged.paths, now, claimed_version
+                )
+                if before_write is not None:
+                    before_write(verified)
+                # Signatures by keys the delegation does not name were not counted;
+                # they are not published either.
+                for keyid in verified.signatures.unknown:
+                    del new.signatures[keyid]
+                place(self.targets_dir, staged, verified.new_targets, journal)
                 self._write_versioned(product, new, journal)
                 state.set_product(product, new)
                 self._publish_online(state, online, now, journal)
@@ -696,99 +697,56 @@ class Repository:
             )
             return verified
 
-    def check_publish(
-        self,
-        product: str,
-        new: Metadata[Targets],
-        files: Mapping[str, Path],
-        now: datetime | None = None,
-    ) -> VerifiedRelease:
-        """Run every check :meth:`publish` runs, against the current state, writing nothing.
-
-        A caller that must record the release before it becomes visible (the
-        server's index and audit log) checks first; :meth:`publish` checks
-        again under the repository lock.
-
-        Raises:
-            PublishRefusedError: Any of the checks of
-                :func:`signer.verification.verify_release_update` fails.
-        """
-        return _verify_update(self.state(), product, new, files, now or utcnow())
-
     def releases(self, product: str) -> list[Any]:
         """The releases a product's current metadata lists, oldest first."""
         return product_releases(self.state().product(product))
 
 
-def _verify_update(
+def verify_files(
     state: RepoState,
     product: str,
     new: Metadata[Targets],
+    digests: Mapping[str, FileDigest],
     files: Mapping[str, Path],
     now: datetime,
+    claimed_version: str | None = None,
 ) -> VerifiedRelease:
-    digests = {path: file_digest(local) for path, local in files.items()}
+    """The one decision of every publish and of ``release verify``.
+
+    :func:`signer.verification.verify_release_update` on the files'
+    digests; the SBOM is read from ``files`` and hashed again, so the bytes
+    checked are the bytes hashed (TOCTOU).
+
+    Args:
+        state: The repository's current state.
+        product: The product role.
+        new: The proposed next metadata.
+        digests: Length and sha256 of every file, by target path.
+        files: Where each file is read from (the SBOM), by target path.
+        now: Reference time.
+        claimed_version: The version ``bundle.json`` names, if any.
+
+    Raises:
+        PublishRefusedError: The update fails a check.
+        BundleError: The files are not the release the metadata adds.
+        UnknownProductError: ``product`` is not delegated.
+    """
+    checked = dict(digests)
     sbom_json = b""
-    sbom_paths = [p for p in files if p.endswith("/sbom.cdx.json")]
+    sbom_paths = [p for p in files if p.endswith("/" + SBOM_NAME)]
     if len(sbom_paths) == 1:
         sbom_json = files[sbom_paths[0]].read_bytes()
-        # Hash what is checked, not what was hashed before (TOCTOU).
-        digests[sbom_paths[0]] = FileDigest(len(sbom_json), hashlib.sha256(sbom_json).hexdigest())
+        checked[sbom_paths[0]] = FileDigest(len(sbom_json), hashlib.sha256(sbom_json).hexdigest())
     return verify_release_update(
         targets=state.targets.signed,
         product=product,
         current=state.product(product),
         new=new,
-        files=digests,
+        files=checked,
         sbom_json=sbom_json,
         now=now,
+        claimed_version=claimed_version,
     )
-
-
-def _copy_immutable(src: Path, dest: Path, target: TargetFile, journal: WriteJournal) -> None:
-    """Copy a target file into place durably; the name carries its hash.
-
-    The copy is hashed as it is written and must be exactly the verified
-    target: the source was read once to verify and is read again here, and a
-    file changed in between must never land under the verified name, where
-    pumps would refuse it forever (threat SGN-BUNDLE-SWAP).
-
-    Raises:
-        HashMismatchError: The source no longer matches ``target``; nothing
-            was put in place.
-    """
-    sha256 = target.hashes["sha256"]
-    if dest.exists():
-        if file_digest(dest).sha256 == sha256:
-            return
-        # Same hash-prefixed name, other content: only a corrupted earlier copy.
-        dest.unlink()
-    journal.make_dirs(dest.parent)
-    journal.creating(dest)
-    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", delete=False) as tmp:
-        try:
-            digest, length = hashlib.sha256(), 0
-            with src.open("rb") as f:
-                while chunk := f.read(_CHUNK):
-                    digest.update(chunk)
-                    length += len(chunk)
-                    tmp.write(chunk)
-            if (length, digest.hexdigest()) != (target.length, sha256):
-                raise HashMismatchError(
-                    f"{src.name} changed while it was being published (now {length} bytes,"
-                    f" sha256 {digest.hexdigest()[:12]}; verified {target.length} bytes,"
-                    f" {sha256[:12]}); nothing was published"
-                )
-            tmp.flush()
-            # NamedTemporaryFile creates 0600; published files are public and
-            # must be readable by a static web server running as another user.
-            os.fchmod(tmp.fileno(), 0o644)
-            os.fsync(tmp.fileno())
-        except BaseException:
-            Path(tmp.name).unlink(missing_ok=True)
-            raise
-    Path(tmp.name).replace(dest)
-    fsync_dir(dest.parent)
 
 
 def _check_keys(role: str, keys: Sequence[Key], threshold: int) -> None:

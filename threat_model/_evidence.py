@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pumpguard.fsutil import FileTooLargeError, read_capped
 from sbom.audit import AuditResult
 from sbom.audit import audit as run_audit
+from sbom.audit_json import audit_document
 from sbom.check import CheckReport, check_sbom
 from sbom.errors import SbomError
 from sbom.model import SbomComponent, component_identity, load_sbom, read_components
@@ -92,22 +94,17 @@ def sbom_evidence(
     files["sbom/check.json"] = _json({"file": "sbom.cdx.json", **check.to_json(POLICY)})
     files["sbom/check.txt"] = _check_text(check).encode("utf-8")
     files["vulnerabilities/audit.json"] = _json(
-        {
-            "sbom": {
+        audit_document(
+            result,
+            sbom={
                 "file": "sbom/sbom.cdx.json",
                 "sha256": verified.sbom_sha256,
                 "serialNumber": doc.get("serialNumber"),
             },
-            "store": {"file": db_path.name, "imports": [r.to_json() for r in imports]},
-            "as_of": as_of.isoformat(),
-            "vex_inputs": sorted(inputs),
-            "summary": {"components": result.components, **result.counts()},
-            "findings": [f.to_json() for f in result.findings],
-            "unidentified": [
-                {"bom-ref": c.bom_ref, "name": c.name, "version": c.version}
-                for c in result.unidentified
-            ],
-        }
+            store={"file": db_path.name},
+            imports=imports,
+            context={"as_of": as_of.isoformat(), "vex_inputs": sorted(inputs)},
+        )
     )
     files["vulnerabilities/audit.html"] = render_report(
         title="sbom.cdx.json",
@@ -139,12 +136,11 @@ def _vex_inputs(
     copies: dict[str, bytes] = {}
     for i, path in enumerate(paths, start=1):
         try:
-            with path.open("rb") as f:
-                data = f.read(_MAX_VEX + 1)
+            data = read_capped(path, _MAX_VEX, f"VEX file {path}")
+        except FileTooLargeError as e:
+            raise AssuranceError(str(e)) from e
         except OSError as e:
             raise AssuranceError(f"cannot read VEX file {path}: {e.strerror or e}") from e
-        if len(data) > _MAX_VEX:
-            raise AssuranceError(f"VEX file {path} is larger than {_MAX_VEX} bytes")
         analyses += parse_vex(load_sbom(data, str(path)), str(path), components)
         # Numbered, so two inputs with the same name cannot collide.
         copies[f"vulnerabilities/vex-inputs/{i:02d}-{path.name}"] = data

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pumpguard.fsutil import FileTooLargeError, read_capped
 from threat_model.errors import AssuranceError
 
 __all__ = ["JunitCase", "JunitError", "JunitSummary", "parse_junit", "read_junit"]
@@ -92,12 +93,11 @@ def parse_junit(path: Path) -> tuple[bytes, ET.Element]:
             well-formed XML, or is not a JUnit report.
     """
     try:
-        with path.open("rb") as f:
-            data = f.read(_MAX_BYTES + 1)
+        data = read_capped(path, _MAX_BYTES, f"JUnit file {path}")
+    except FileTooLargeError as e:
+        raise JunitError(str(e)) from e
     except OSError as e:
         raise JunitError(f"cannot read JUnit file {path}: {e.strerror or e}") from e
-    if len(data) > _MAX_BYTES:
-        raise JunitError(f"JUnit file {path} is larger than {_MAX_BYTES} bytes")
     if b"\x00" in data:
         # UTF-16 or UTF-32 would hide a DOCTYPE from the byte search below.
         raise JunitError(f"JUnit file {path} is not UTF-8 XML")

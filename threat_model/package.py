@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pumpguard
-from pumpguard.fsutil import atomic_write_bytes
+from pumpguard.fsutil import FileTooLargeError, atomic_write_bytes, read_capped
 from sbom.errors import SbomError, SbomVerificationError
 from sbom.verify import VerifiedSbom, fetch_verified_sbom, parse_release
 from threat_model._evidence import sbom_evidence
@@ -187,13 +187,11 @@ def _json(value: Any) -> bytes:
 
 def _read_input(path: Path, option: str, limit: int) -> bytes:
     try:
-        with path.open("rb") as f:
-            data = f.read(limit + 1)
+        return read_capped(path, limit, f"{option} {path}")
+    except FileTooLargeError as e:
+        raise PackageInputError(str(e)) from e
     except OSError as e:
         raise PackageInputError(f"{option} {path}: {e.strerror or e}") from e
-    if len(data) > limit:
-        raise PackageInputError(f"{option} {path} is larger than {limit} bytes")
-    return data
 
 
 def _verify(

@@ -48,12 +48,12 @@ def _config(data_dir: Path) -> ServerConfig:
 def _session(config: ServerConfig) -> Iterator[Session]:
     from sqlalchemy.orm import sessionmaker
 
-    from update_server.db import engine_for, session_scope
+    from update_server.db import engine_for
     from update_server.errors import ApiError
 
     engine = engine_for(config.database_url)
     try:
-        with session_scope(sessionmaker(engine)) as session:
+        with sessionmaker(engine).begin() as session:
             yield session
     except ApiError as e:
         # Validation errors of the API are plain usage errors on the command line.

@@ -26,7 +26,7 @@ from signer.verification import signature_report
 from update_server import audit
 from update_server.auth import create_token
 from update_server.config import CONFIG_NAME, ServerConfig, load_config
-from update_server.db import engine_for, migrate, session_scope
+from update_server.db import engine_for, migrate
 from update_server.models import Release
 
 __all__ = [
@@ -170,7 +170,7 @@ def init_data_dir(
     migrate(config.database_url)
     engine = engine_for(config.database_url)
     try:
-        with session_scope(sessionmaker(engine)) as session:
+        with sessionmaker(engine).begin() as session:
             sync_release_index(session, Repository(config.repo_dir), published_by="server init")
             audit.append(session, "cli", "server.init", repo=str(repo))
             _, secret = create_token(session, admin_name, "admin")

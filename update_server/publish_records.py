@@ -109,21 +109,15 @@ def _write(factory: sessionmaker[Session], what: Callable[[Session], _T], wait: 
     """
     deadline = time.monotonic() + wait
     while True:
-        session = factory()
-        try:
-            result = what(session)
-            session.commit()
-            return result
-        except OperationalError as e:
-            session.rollback()
-            sqlite = session.get_bind().dialect.name == "sqlite"
-            if not (sqlite and "locked" in str(e).lower()) or time.monotonic() > deadline:
-                raise
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        # factory.begin(), with the session at hand to tell its dialect.
+        with factory() as session:
+            try:
+                with session.begin():
+                    return what(session)
+            except OperationalError as e:
+                sqlite = session.get_bind().dialect.name == "sqlite"
+                if not (sqlite and "locked" in str(e).lower()) or time.monotonic() > deadline:
+                    raise
 
 
 def record(factory: sessionmaker[Session], rec: PublishRecord) -> int:

@@ -8,22 +8,25 @@ UPDATE`` would) until commit, so publishes from every worker and host
 serialise; on SQLite the UPDATE makes the transaction the database's one
 writer (the ``BEGIN IMMEDIATE`` equivalent) until commit. Inside it,
 :meth:`signer.Repository.publish` takes the repository's own file lock,
-runs every check of :func:`signer.verify_release_update` before writing
-anything and replaces ``timestamp.json`` last and atomically, so a pump
+runs every check of :func:`signer.verify_release_update` once, on the
+copies it then publishes (each file is read once), before anything is
+visible, and replaces ``timestamp.json`` last and atomically, so a pump
 polling meanwhile sees the old or the new repository, never a mixture
 (TUF spec 5.3/5.4; threats TUF-MIX-AND-MATCH, TUF-ARBITRARY, TUF-ROLLBACK).
 
-The database is written before the repository: in the same transaction, the
-bundle is verified, the index row and the audit entry are flushed, and only
-then does :meth:`signer.Repository.publish` write; the transaction commits
-after it returned. A database failure therefore leaves the repository as it
-was, and a repository failure rolls the rows back. The one window left, a
-commit failing after the repository was written, leaves a release visible to
-pumps but not indexed, as does a server that dies right after
-``timestamp.json`` was replaced; :func:`reconcile_index` indexes it at once,
-or on the refresher's next tick, or at the next start, with the publisher,
-token and signers of the upload record each publish commits before it writes
-anything (:mod:`update_server.publish_records`; threat SRV-REPUDIATION).
+The database is written before the repository: in the same transaction,
+:meth:`signer.Repository.publish` verifies the bundle and, still under its
+lock and before anything is visible, hands the verified release back here,
+where the index row and the audit entry are flushed; only then does it
+write, and the transaction commits after it returned. A database failure
+therefore leaves the repository as it was, and a repository failure rolls
+the rows back. The one window left, a commit failing after the repository
+was written, leaves a release visible to pumps but not indexed, as does a
+server that dies right after ``timestamp.json`` was replaced;
+:func:`reconcile_index` indexes it at once, or on the refresher's next tick,
+or at the next start, with the publisher, token and signers of the upload
+record each publish commits before it writes anything
+(:mod:`update_server.publish_records`; threat SRV-REPUDIATION).
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ from update_server.redact import public_message
 __all__ = [
     "LOCK_TIMEOUT",
     "MAX_VERSION",
+    "LockBusyError",
     "PublishFailedError",
     "locked_session",
     "online_signers",
@@ -95,6 +99,14 @@ def _holder(what: str) -> str:
     ]
 
 
+class LockBusyError(PublishFailedError):
+    """SQLite's busy timeout passed while another transaction held the lock.
+
+    :func:`locked_session` rolls the attempt back and tries again until its
+    own timeout.
+    """
+
+
 def publish_lock(session: Session, what: str, timeout: float = LOCK_TIMEOUT) -> None:
     """Take the publish lock in ``session``'s transaction (held until it ends).
 
@@ -103,32 +115,29 @@ def publish_lock(session: Session, what: str, timeout: float = LOCK_TIMEOUT) -> 
     writer committed.
 
     Raises:
+        LockBusyError: SQLite: the busy timeout (30 s) passed; roll back and
+            try again in a new transaction (:func:`locked_session` does).
         PublishFailedError: The lock row is missing, or it could not be
-            taken within ``timeout`` seconds (on SQLite: the first busy
-            timeout, 30 s, after ``timeout``).
+            taken within ``timeout`` seconds (PostgreSQL), or the database
+            failed.
     """
-    deadline = time.monotonic() + timeout
     postgres = session.get_bind().dialect.name == "postgresql"
-    while True:
-        try:
-            if postgres:
-                # Wait for the row lock at most `timeout`, then fail instead of hanging.
-                ms = f"{max(1, int(timeout * 1000))}ms"
-                session.execute(select(func.set_config("lock_timeout", ms, True)))
-            result = session.execute(
-                update(PublishLock).where(PublishLock.id == 1).values(holder=_holder(what))
-            )
-            break
-        except OperationalError as e:
-            session.rollback()
-            locked = "lock" in str(e).lower()
-            # SQLite gives up after its busy timeout (30 s); a publish of a
-            # large bundle may hold the lock longer, so keep waiting.
-            if postgres or not locked or time.monotonic() > deadline:
-                reason = "another publish or refresh holds the lock" if locked else "database error"
-                # The driver's text may name hosts, roles or statements: logged, not answered.
-                logger.error("taking the publish lock for %s failed: %s", what, e.orig)
-                raise PublishFailedError(reason) from e
+    try:
+        if postgres:
+            # Wait for the row lock at most `timeout`, then fail instead of hanging.
+            ms = f"{max(1, int(timeout * 1000))}ms"
+            session.execute(select(func.set_config("lock_timeout", ms, True)))
+        result = session.execute(
+            update(PublishLock).where(PublishLock.id == 1).values(holder=_holder(what))
+        )
+    except OperationalError as e:
+        locked = "lock" in str(e).lower()
+        if locked and not postgres:
+            raise LockBusyError("another publish or refresh holds the lock") from e
+        reason = "another publish or refresh holds the lock" if locked else "database error"
+        # The driver's text may name hosts, roles or statements: logged, not answered.
+        logger.error("taking the publish lock for %s failed: %s", what, e.orig)
+        raise PublishFailedError(reason) from e
     if getattr(result, "rowcount", 1) != 1:
         raise PublishFailedError("the publish_lock row is missing; run the migrations")
 
@@ -137,17 +146,29 @@ def publish_lock(session: Session, what: str, timeout: float = LOCK_TIMEOUT) -> 
 def locked_session(
     factory: sessionmaker[Session], what: str, timeout: float = LOCK_TIMEOUT
 ) -> Iterator[Session]:
-    """A transaction holding the publish lock: committed on success, else rolled back."""
-    session = factory()
-    try:
-        publish_lock(session, what, timeout)
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    """A transaction holding the publish lock: committed on success, else rolled back.
+
+    The transaction is ``factory.begin()``. SQLite gives up after its busy
+    timeout (30 s), and a publish of a large bundle may hold the lock longer,
+    so a busy attempt is rolled back and retried until ``timeout`` passed.
+
+    Raises:
+        PublishFailedError: The lock could not be taken (see :func:`publish_lock`).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        entered = False
+        try:
+            with factory.begin() as session:
+                publish_lock(session, what, timeout)
+                entered = True
+                yield session
+            return
+        except LockBusyError as e:
+            if entered or time.monotonic() > deadline:
+                cause = e.__cause__
+                logger.error("taking the publish lock for %s failed: %s", what, cause)
+                raise
 
 
 def online_signers(app: Flask) -> OnlineSigners:
@@ -217,15 +238,6 @@ def _check_fits(version: str) -> None:
         )
 
 
-def _same(a: VerifiedRelease, b: VerifiedRelease) -> bool:
-    return (
-        a.release == b.release
-        and a.new_targets == b.new_targets
-        and set(a.signatures.signed) == set(b.signatures.signed)
-        and a.signatures.threshold == b.signatures.threshold
-    )
-
-
 def publish(
     factory: sessionmaker[Session],
     config: ServerConfig,
@@ -241,16 +253,17 @@ def publish(
 
     First, in a transaction of its own, the upload record says who publishes
     what (:mod:`update_server.publish_records`). Then, in one transaction
-    holding the publish lock: the bundle is verified, the index row and the
-    audit entry are written (not committed), then
-    :meth:`signer.Repository.publish` verifies again and writes the
-    repository (``timestamp.json`` last), and only then the transaction
-    commits. A database failure before that leaves the repository as it
-    was, so the same bundle can be sent again; a repository failure rolls
-    the rows back. If the commit itself fails, or the server dies, the
-    release is visible to pumps but not indexed: :func:`reconcile_index`
-    runs at once (and on every refresher tick, and at start) to index it
-    with the publisher, token and signers of the record.
+    holding the publish lock, :meth:`signer.Repository.publish` verifies the
+    bundle once under the repository lock; before it writes, the index row
+    and the audit entry of what it verified are written (not committed);
+    then it writes the repository (``timestamp.json`` last) with exactly
+    the verified bytes, and only then the transaction commits. A database
+    failure before that leaves the repository as it was, so the same
+    bundle can be sent again; a repository failure rolls the rows back. If
+    the commit itself fails, or the server dies, the release is visible to
+    pumps but not indexed: :func:`reconcile_index` runs at once (and on
+    every refresher tick, and at start) to index it with the publisher,
+    token and signers of the record.
 
     Args:
         factory: Session factory of the server's database.
@@ -317,45 +330,57 @@ def _publish_locked(
     actor = rec.actor
     repo = Repository(config.repo_dir)
     visible = False  # whether Repository.publish may have written anything
+    result: dict[str, Any] = {}
     try:
         with locked_session(factory, f"publish {bundle.product} {bundle.version}") as session:
-            files = bundle.files()
-            # Checked first, so the index row and the audit entry are written,
-            # and may fail, before anything is visible; publish checks again.
-            verified = repo.check_publish(bundle.product, md, files, now)
-            release = verified.release
-            _check_fits(release.version)
-            if tuple(sorted(verified.signatures.signed)) != tuple(rec.signers):
-                # The delegation changed after the record was written, which
-                # must name the keys that signed what is published.
-                raise RefusedError("the product's keys changed during the upload; send it again")
-            firmware = verified.new_targets[release.firmware_path]
-            row = Release.index(release, firmware, verified.signatures.signed, actor)
-            session.add(row)
-            session.flush()
-            audit.append(
-                session,
-                actor,
-                "release.publish",
-                product=release.product,
-                version=release.version,
-                release_counter=release.release_counter,
-                metadata_version=md.signed.version,
-                firmware_sha256=row.firmware_sha256,
-                signers=sorted(verified.signatures.signed),
-                threshold=verified.signatures.threshold,
+
+            def record_release(verified: VerifiedRelease) -> None:
+                # Called by Repository.publish under its lock, once it verified
+                # the copies it is about to publish and before anything is
+                # visible: the index row and the audit entry are written, and
+                # may fail, while a failure still leaves the repository as it was.
+                nonlocal visible
+                release = verified.release
+                _check_fits(release.version)
+                if tuple(sorted(verified.signatures.signed)) != tuple(rec.signers):
+                    # The delegation changed after the record was written, which
+                    # must name the keys that signed what is published.
+                    raise RefusedError(
+                        "the product's keys changed during the upload; send it again"
+                    )
+                firmware = verified.new_targets[release.firmware_path]
+                row = Release.index(release, firmware, verified.signatures.signed, actor)
+                session.add(row)
+                session.flush()
+                audit.append(
+                    session,
+                    actor,
+                    "release.publish",
+                    product=release.product,
+                    version=release.version,
+                    release_counter=release.release_counter,
+                    metadata_version=md.signed.version,
+                    firmware_sha256=row.firmware_sha256,
+                    signers=sorted(verified.signatures.signed),
+                    threshold=verified.signatures.threshold,
+                )
+                result.update(release_json(row))
+                visible = True
+
+            # One verification, under both locks, of the bytes then published.
+            repo.publish(
+                bundle.product,
+                md,
+                bundle.files(),
+                online,
+                now,
+                claimed_version=bundle.version,
+                before_write=record_release,
             )
-            result = release_json(row)
-            visible = True
-            published = repo.publish(bundle.product, md, files, online, now)
-            if not _same(published, verified):
-                # Only a writer bypassing the publish lock changes the
-                # repository in between; reconcile_index indexes what it wrote.
-                raise PublishFailedError("the repository changed during the publish")
             # Leaving the block commits.
     except (PublishRefusedError, BundleError, UnknownProductError, ReleaseContractError) as e:
-        # Refused before anything was written (by the pre-check, or by
-        # Repository.publish, which checks first); the rows are rolled back.
+        # Refused by Repository.publish before anything was written; the rows
+        # are rolled back.
         logger.warning("refused %s %s from %s: %s", bundle.product, bundle.version, actor, e)
         _after_failure(factory, config, False, upload_id)
         raise RefusedError(public_message(str(e), config)) from e

@@ -33,7 +33,7 @@ from signer.repository import Repository
 from update_server import create_app
 from update_server.auth import create_token
 from update_server.datadir import init_data_dir
-from update_server.db import dispose, engine_for, session_scope
+from update_server.db import dispose, engine_for
 
 __all__ = ["LyingServer", "World", "run_pump", "set_selftest", "world_at"]
 
@@ -244,7 +244,7 @@ def world_at(tmp: Path, key_dir: Path, tls: ssl.SSLContext | None = None) -> Ite
     )
     engine = engine_for(database_url)
     try:
-        with session_scope(sessionmaker(engine)) as s:
+        with sessionmaker(engine).begin() as s:
             _, release_token = create_token(s, "carol", "release-engineer", [PRODUCT])
     finally:
         engine.dispose()

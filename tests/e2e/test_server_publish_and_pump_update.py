@@ -29,7 +29,7 @@ from signer.repository import Repository
 from signer.status import repo_status
 from update_server import create_app
 from update_server.auth import create_token
-from update_server.db import dispose, engine_for, session_scope
+from update_server.db import dispose, engine_for
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def token(server_env: ServerEnv, monkeypatch: pytest.MonkeyPatch) -> str:
     """A sigma-spectrum release engineer's token, also in PUMPGUARD_TOKEN."""
     engine = engine_for(server_env.database_url)
     try:
-        with session_scope(sessionmaker(engine)) as s:
+        with sessionmaker(engine).begin() as s:
             _, secret = create_token(s, "carol", "release-engineer", [PRODUCT])
     finally:
         engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,6 @@ import pytest
 import signer.repository
 from repo_support import RepoEnv
 from signer.bundle import publish_bundle
-from signer.errors import HashMismatchError
 
 _FIRMWARE = "targets/sigma-spectrum/1.0.0/firmware.img"
 
@@ -24,11 +24,17 @@ def test_file_swapped_after_verification_is_not_published(
     tree: Callable[[Path], dict[str, bytes]],
     same_length: bool,
 ) -> None:
-    """A bundle file changed between verification and the copy (threat SGN-BUNDLE-SWAP)."""
+    """A bundle file changed after verification (threat SGN-BUNDLE-SWAP).
+
+    The publish verifies the copies it makes inside the repository, hashed as
+    they were written, and publishes those: the swapped bytes never reach the
+    repository, and what pumps download is exactly what was verified.
+    """
     env = repo_env
     bundle = env.bundle("1.0.0", 1)  # a directory bundle, signed by re1 and qa1
     firmware = bundle / _FIRMWARE
-    size = firmware.stat().st_size
+    original = firmware.read_bytes()
+    size = len(original)
     verify = signer.repository.verify_release_update
 
     def racing(**kwargs: Any) -> Any:
@@ -37,16 +43,33 @@ def test_file_swapped_after_verification_is_not_published(
         return verified
 
     monkeypatch.setattr(signer.repository, "verify_release_update", racing)
-    metadata_before = {k: v for k, v in tree(env.path).items() if k.startswith("metadata/")}
 
-    with pytest.raises(HashMismatchError, match="changed while it was being published"):
-        publish_bundle(bundle, env.repo, env.online)
+    verified = publish_bundle(bundle, env.repo, env.online)
 
-    metadata_after = {k: v for k, v in tree(env.path).items() if k.startswith("metadata/")}
-    assert metadata_after == metadata_before
-    published = list((env.path / "targets").rglob("*.firmware.img"))
-    assert published == []  # nothing under the verified name
+    target = verified.new_targets["sigma-spectrum/1.0.0/firmware.img"]
+    (published,) = (env.path / "targets").rglob("*.firmware.img")
+    assert published.name == f"{target.hashes['sha256']}.firmware.img"
+    assert published.read_bytes() == original  # the verified bytes, not the swapped ones
+    assert hashlib.sha256(published.read_bytes()).hexdigest() == target.hashes["sha256"]
     assert not [p for p in (env.path / "targets").rglob(".*") if p.is_file()]  # no temporaries
+
+
+def test_each_release_file_is_read_once(repo_env: RepoEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A publish opens each bundle file once: the copy it hashes is what it verifies."""
+    env = repo_env
+    bundle = env.bundle("1.0.0", 1)
+    opened: list[str] = []
+    real_open = Path.open
+
+    def counting(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if bundle in self.parents and "targets" in self.parts:
+            opened.append(self.relative_to(bundle).as_posix())
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", counting)
+    publish_bundle(bundle, env.repo, env.online)
+    assert sorted(opened) == sorted(set(opened)), f"a bundle file was read twice: {opened}"
+    assert _FIRMWARE in opened
 
 
 def test_new_target_directories_are_fsynced(

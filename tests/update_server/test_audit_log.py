@@ -11,7 +11,7 @@ from sqlalchemy.orm import sessionmaker
 from server_support import ServerEnv
 from update_server import audit
 from update_server.auth import create_token
-from update_server.db import engine_for, session_scope
+from update_server.db import engine_for
 from update_server.models import AuditEntry
 
 
@@ -49,17 +49,17 @@ def test_concurrent_audit_appends_all_succeed_and_chain(server_env: ServerEnv) -
     factory = sessionmaker(engine)
     threads, rounds = 8, 5
     try:
-        with session_scope(factory) as s:
+        with factory.begin() as s:
             before = audit.verify_chain(s).entries
 
         def append(i: int) -> None:
             for r in range(rounds):
-                with session_scope(factory) as s:
+                with factory.begin() as s:
                     audit.append(s, f"test:{i}", "test.append", thread=i, round=r)
 
         errors = _run_concurrently(threads, append)
         assert errors == []
-        with session_scope(factory) as s:
+        with factory.begin() as s:
             report = audit.verify_chain(s)
             assert report.entries == before + threads * rounds
             appended = {
@@ -82,11 +82,11 @@ def test_concurrent_token_creations_are_all_created_and_audited(server_env: Serv
 
         def create(i: int) -> None:
             for r in range(3):
-                with session_scope(factory) as s:
+                with factory.begin() as s:
                     create_token(s, f"reviewer {i}-{r}", "reviewer")
 
         assert _run_concurrently(n, create) == []
-        with session_scope(factory) as s:
+        with factory.begin() as s:
             audit.verify_chain(s)
             names = {
                 e.detail["name"]

@@ -10,13 +10,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server_support import ServerEnv
 from update_server.audit import GENESIS, AuditChainError, append, entry_hash, verify_chain
-from update_server.db import engine_for, session_scope
+from update_server.db import engine_for
 from update_server.models import ApiToken, AuditEntry
 
 
 def test_init_creates_admin_token_stored_only_as_hash(server_env: ServerEnv) -> None:
     engine = engine_for(server_env.database_url)
-    with session_scope(sessionmaker(engine)) as s:
+    with sessionmaker(engine).begin() as s:
         tokens = list(s.execute(select(ApiToken)).scalars())
         assert [t.role for t in tokens] == ["admin"]
         assert server_env.admin_token not in tokens[0].token_hash
@@ -31,25 +31,25 @@ def test_init_creates_admin_token_stored_only_as_hash(server_env: ServerEnv) -> 
 def test_audit_chain_detects_tampering(server_env: ServerEnv, tamper: str) -> None:
     engine = engine_for(server_env.database_url)
     factory = sessionmaker(engine)
-    with session_scope(factory) as s:
+    with factory.begin() as s:
         for i in range(3):
             append(s, "test", "token.create", n=i)
         head = verify_chain(s).head
-    with session_scope(factory) as s:
+    with factory.begin() as s:
         if tamper == "change":
             s.execute(update(AuditEntry).where(AuditEntry.seq == 3).values(actor="mallory"))
         elif tamper == "remove-middle":
             s.delete(s.get(AuditEntry, 3))
         else:
             s.delete(s.get(AuditEntry, 5))
-    with session_scope(factory) as s, pytest.raises(AuditChainError):
+    with factory.begin() as s, pytest.raises(AuditChainError):
         verify_chain(s, expected_head=head)
     engine.dispose()
 
 
 def _rewrite_history(factory: sessionmaker[Session], seq: int) -> None:
     """What someone who can write the database does: change entry ``seq`` and re-chain."""
-    with session_scope(factory) as s:
+    with factory.begin() as s:
         entries = list(s.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars())
         prev = GENESIS
         for entry in entries:
@@ -66,17 +66,17 @@ def test_recorded_entry_detects_a_rewritten_history_after_the_chain_grew(
 ) -> None:
     engine = engine_for(server_env.database_url)
     factory = sessionmaker(engine)
-    with session_scope(factory) as s:
+    with factory.begin() as s:
         append(s, "test", "token.create", n=1)
         recorded = verify_chain(s)  # written down off-site: (entries, head)
-    with session_scope(factory) as s:
+    with factory.begin() as s:
         for i in range(3):
             append(s, "test", "token.create", n=i + 2)
         anchors = {recorded.entries: recorded.head}
         assert verify_chain(s, anchors=anchors).entries == recorded.entries + 3
 
     _rewrite_history(factory, 2)
-    with session_scope(factory) as s:
+    with factory.begin() as s:
         assert verify_chain(s).entries == recorded.entries + 3  # re-chained: looks intact
         with pytest.raises(AuditChainError, match="not the one recorded off-site"):
             verify_chain(s, anchors=anchors)
@@ -86,11 +86,11 @@ def test_recorded_entry_detects_a_rewritten_history_after_the_chain_grew(
 def test_recorded_entry_detects_truncation(server_env: ServerEnv) -> None:
     engine = engine_for(server_env.database_url)
     factory = sessionmaker(engine)
-    with session_scope(factory) as s:
+    with factory.begin() as s:
         append(s, "test", "token.create")
         recorded = verify_chain(s)
-    with session_scope(factory) as s:
+    with factory.begin() as s:
         s.delete(s.get(AuditEntry, recorded.entries))
-    with session_scope(factory) as s, pytest.raises(AuditChainError, match="truncated"):
+    with factory.begin() as s, pytest.raises(AuditChainError, match="truncated"):
         verify_chain(s, anchors={recorded.entries: recorded.head})
     engine.dispose()

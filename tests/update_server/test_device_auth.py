@@ -28,7 +28,7 @@ from pumpguard.device_auth import (
 )
 from server_support import Pump, ServerEnv, checkin_report, enroll
 from update_server import create_app
-from update_server.db import DEVICE_POOL_NAME, dispose, session_scope
+from update_server.db import DEVICE_POOL_NAME, dispose
 from update_server.device_auth import (
     DEVICE_ID_RE,
     Enrollment,
@@ -69,7 +69,7 @@ def signed_post(
 
 
 def device_row(app: Flask, device_id: str) -> Device:
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         device = s.get(Device, device_id)
         assert device is not None
         return device
@@ -232,7 +232,7 @@ def test_concurrent_replays_cannot_both_pass(app: Flask, pump: Pump) -> None:
     for t in threads:
         t.join(timeout=60)
     assert sorted(statuses) == [200] + [409] * (copies - 1)
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         nonces = s.execute(select(DeviceNonce).where(DeviceNonce.device_id == pump.device_id))
         assert len(nonces.all()) == 1
 
@@ -325,7 +325,7 @@ def test_device_revoked_while_its_checkin_is_processed_is_refused_and_nothing_is
     load = devices._candidates
 
     def revoke_then_load(product: str, counter: int) -> Any:
-        with session_scope(app.extensions["pumpguard.db"]) as s:
+        with app.extensions["pumpguard.db"].begin() as s:
             device = s.get(Device, pump.device_id)
             assert device is not None
             device.revoked_at = utcnow()
@@ -335,7 +335,7 @@ def test_device_revoked_while_its_checkin_is_processed_is_refused_and_nothing_is
     r = signed_post(client, pump, pump.checkin_path, checkin_body(pump))
     assert_refused(r, 401, "revoked")
     assert device_row(app, pump.device_id).last_seen is None
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         assert s.execute(select(DeviceNonce)).all() == []
 
 
@@ -346,7 +346,7 @@ def test_a_refused_checkin_leaves_its_nonce_unused_and_a_replay_is_refused_alike
     headers = sign_request(pump.key, pump.device_id, "POST", pump.checkin_path, body)
     for _ in range(2):
         assert_refused(client.post(pump.checkin_path, data=body, headers=headers), 409, "product")
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         assert s.execute(select(DeviceNonce)).all() == []
 
 
@@ -354,7 +354,7 @@ def test_a_checkin_records_exactly_its_nonce(client: FlaskClient, pump: Pump, ap
     nonce = "c" * 32
     r = signed_post(client, pump, pump.checkin_path, checkin_body(pump), nonce=nonce)
     assert r.status_code == 200, r.json
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         rows = s.execute(select(DeviceNonce.device_id, DeviceNonce.nonce)).all()
     assert [tuple(row) for row in rows] == [(pump.device_id, nonce)]
 
@@ -370,7 +370,7 @@ def test_prune_keeps_nonces_while_a_replay_could_still_be_fresh(app: Flask, pump
     skew = app.config["PUMPGUARD"].clock_skew
     now = utcnow()
     ages = {"fresh": 10, "edge": 2 * skew - 10, "expired": 2 * skew + 10}
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         for name, age in ages.items():
             s.add(
                 DeviceNonce(
@@ -379,9 +379,9 @@ def test_prune_keeps_nonces_while_a_replay_could_still_be_fresh(app: Flask, pump
                     seen_at=now - timedelta(seconds=age),
                 )
             )
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         assert prune_nonces(s, now, skew) == 1
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         left = set(s.execute(select(DeviceNonce.nonce)).scalars())
     assert left == {"fresh".ljust(16, "0"), "edge".ljust(16, "0")}
 
@@ -390,7 +390,7 @@ def test_expired_nonces_are_pruned_by_signed_requests(
     app: Flask, client: FlaskClient, pump: Pump
 ) -> None:
     skew = app.config["PUMPGUARD"].clock_skew
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         s.add(
             DeviceNonce(
                 device_id=pump.device_id,
@@ -400,7 +400,7 @@ def test_expired_nonces_are_pruned_by_signed_requests(
         )
     # The first signed request of a process prunes.
     assert signed_post(client, pump, pump.checkin_path, checkin_body(pump)).status_code == 200
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         left = list(s.execute(select(DeviceNonce.nonce)).scalars())
     assert len(left) == 1 and not left[0].startswith("old")
 
@@ -422,7 +422,7 @@ def test_revoked_device_is_refused_although_its_enrollment_is_cached(
     assert signed_post(client, pump, pump.checkin_path, checkin_body(pump)).status_code == 200
     assert identities(app).get(pump.device_id) is not None
     before = device_row(app, pump.device_id).last_seen
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         device = s.get(Device, pump.device_id)
         assert device is not None
         device.revoked_at = utcnow()  # as another server process would
@@ -430,7 +430,7 @@ def test_revoked_device_is_refused_although_its_enrollment_is_cached(
     r = signed_post(client, pump, pump.checkin_path, checkin_body(pump), nonce=nonce)
     assert_refused(r, 401, "revoked")
     assert device_row(app, pump.device_id).last_seen == before
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         assert s.get(DeviceNonce, (pump.device_id, nonce)) is None
     assert identities(app).get(pump.device_id) is None
     # Refused again from the database, and not cached.
@@ -447,7 +447,7 @@ def test_a_key_changed_in_the_database_replaces_the_cached_one_after_one_refusal
     # the old key is refused from then on.
     assert signed_post(client, pump, pump.checkin_path, checkin_body(pump)).status_code == 200
     old_key, new_key = pump.key, Ed25519PrivateKey.generate()
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         device = s.get(Device, pump.device_id)
         assert device is not None
         device.public_key = Pump(pump.device_id, key=new_key).public_hex
@@ -484,7 +484,7 @@ def test_identity_cache_is_bounded_and_drops_the_oldest_entry() -> None:
 
 def checkin_backends(app: Flask) -> set[int]:
     """PostgreSQL backends of the app's check-in pool (threat SRV-DOS)."""
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         rows = s.execute(
             text(
                 "SELECT pid FROM pg_stat_activity"
@@ -505,7 +505,7 @@ def test_a_broken_device_connection_answers_503_and_is_replaced(
     # connection.
     assert signed_post(client, pump, pump.checkin_path, checkin_body(pump)).status_code == 200
     (pid,) = checkin_backends(app)
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         assert s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
     before = device_row(app, pump.device_id).last_seen
     r = signed_post(client, pump, pump.checkin_path, checkin_body(pump))

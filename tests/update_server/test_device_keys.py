@@ -37,7 +37,6 @@ from pumpguard.device_auth import (
 )
 from repo_support import PRODUCT
 from server_support import Pump, checkin_report, live_server
-from update_server.db import session_scope
 from update_server.device_auth import load_public_key
 from update_server.device_keys import (
     SMALL_ORDER_POINTS,
@@ -201,7 +200,7 @@ def test_a_stored_unusable_key_loads_as_an_authentication_failure(key: str, word
 
 
 def count(app: Flask, model: type[Any]) -> int:
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         n: int = s.execute(select(func.count()).select_from(model)).scalar_one()
         return n
 
@@ -274,7 +273,7 @@ def test_a_check_in_forged_for_a_stored_zero_key_is_refused_over_http(
     assert r.status_code == 400 and SMALL_ORDER_WORDS in r.json["error"]["message"]  # type: ignore[index]
     # ... and a row that holds it anyway (older server, database edit)
     # authenticates nothing, on the check-in's fast path and on the events path.
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         s.add(Device(device_id=pump.device_id, hardware_id=pump.hardware_id, product=PRODUCT,
                      public_key=ZERO_KEY, status={}))  # fmt: skip
     if what == "checkin":
@@ -295,7 +294,7 @@ def test_a_check_in_forged_for_a_stored_zero_key_is_refused_over_http(
                 conn.close()
             assert status == 401, reply
             assert "stored public key is a small-order point" in reply["error"]["message"]
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         device = s.get(Device, pump.device_id)
         assert device is not None and device.last_seen is None and device.status == {}
     assert count(app, DeviceNonce) == 0

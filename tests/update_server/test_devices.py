@@ -30,7 +30,6 @@ from update_server.assignment import DeviceFacts, choose_release
 from update_server.audit import verify_chain
 from update_server.auth import create_token
 from update_server.datadir import sync_release_index
-from update_server.db import session_scope
 from update_server.models import AuditEntry, Device, DeviceEvent, Release
 
 DEVICES = "/api/v1/devices"
@@ -42,7 +41,7 @@ def token_headers(app: Flask) -> Callable[..., dict[str, str]]:
     """Authorization headers for a new token of a role."""
 
     def make(role: str, products: Sequence[str] = ()) -> dict[str, str]:
-        with session_scope(app.extensions["pumpguard.db"]) as s:
+        with app.extensions["pumpguard.db"].begin() as s:
             _, secret = create_token(s, f"test-{role}", role, products)
         return {"Authorization": f"Bearer {secret}"}
 
@@ -56,13 +55,13 @@ def error_message(r: TestResponse) -> str:
 
 
 def count(app: Flask, model: type[Any]) -> int:
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         n: int = s.execute(select(func.count()).select_from(model)).scalar_one()
         return n
 
 
 def device_row(app: Flask, device_id: str) -> Device:
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         device = s.get(Device, device_id)
         assert device is not None
         return device
@@ -71,7 +70,7 @@ def device_row(app: Flask, device_id: str) -> Device:
 def add_release(
     app: Flask, version: str, counter: int, hardware_ids: Sequence[str] = ("rev-b",)
 ) -> None:
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         s.add(
             Release(
                 product=PRODUCT,
@@ -121,7 +120,7 @@ def test_enrollment_with_a_revoked_token_is_refused(
     from update_server.models import ApiToken
 
     headers = token_headers("operator")
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         token = s.execute(select(ApiToken).where(ApiToken.role == "operator")).scalar_one()
         revoke_token(s, token.id)
     r = client.post(DEVICES, json=Pump("pump-0001").enrollment(), headers=headers)
@@ -206,7 +205,7 @@ def test_enrollment_is_returned_audited_and_the_chain_verifies(
         assert r.json["product"] == PRODUCT and r.json["revoked_at"] is None
     r = client.delete(f"{DEVICES}/{pumps[0].device_id}", headers=admin_headers)
     assert r.status_code == 200
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         report = verify_chain(s)
         entries = list(s.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars())
     assert report.entries == len(entries)
@@ -269,7 +268,7 @@ def _commit_before_the_enrollment_insert(app: Flask, row: dict[str, Any]) -> Cal
         if done or not statement.lstrip().upper().startswith("INSERT INTO DEVICES"):
             return
         done.append(True)
-        with session_scope(app.extensions["pumpguard.db"]) as s:
+        with app.extensions["pumpguard.db"].begin() as s:
             s.add(Device(hardware_id="rev-b", product=PRODUCT, status={}, **row))
 
     event.listen(engine, "before_cursor_execute", overtake)
@@ -294,7 +293,7 @@ def test_an_enrollment_overtaken_by_a_committed_twin_is_a_conflict_naming_key_or
     ]
     engine = app.extensions["pumpguard.engine"]
     for row, words in cases:
-        with session_scope(app.extensions["pumpguard.db"]) as s:
+        with app.extensions["pumpguard.db"].begin() as s:
             s.execute(delete(Device))
         audited = count(app, AuditEntry)
         overtake = _commit_before_the_enrollment_insert(app, row)
@@ -347,7 +346,7 @@ def test_concurrent_enrollments_of_one_key_under_two_ids_cannot_both_succeed(
     assert statuses == [201, 409], {d: r.json for d, r in answers.items()}
     refused = next(r for r in answers.values() if r.status_code == 409)
     assert "this public key is already enrolled" in error_message(refused)
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         holders = s.execute(
             select(Device.device_id).where(Device.public_key == pumps[0].public_hex)
         )
@@ -360,7 +359,7 @@ def test_concurrent_enrollments_of_one_key_under_two_ids_cannot_both_succeed(
 
 def test_the_database_refuses_a_second_device_with_an_enrolled_key(app: Flask, pump: Pump) -> None:
     # Whatever writes the row (the API, a script, a concurrent request).
-    with pytest.raises(IntegrityError), session_scope(app.extensions["pumpguard.db"]) as s:
+    with pytest.raises(IntegrityError), app.extensions["pumpguard.db"].begin() as s:
         s.add(
             Device(
                 device_id="pump-0002",
@@ -374,7 +373,7 @@ def test_the_database_refuses_a_second_device_with_an_enrolled_key(app: Flask, p
 
 
 def audit_entries(app: Flask) -> list[AuditEntry]:
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         return list(s.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars())
 
 
@@ -409,7 +408,7 @@ def test_checkin_records_state_and_assigns_the_published_release(
     # Publish a real two-person release into the server's repository and index it.
     repo = Repository(server_env.repo_dir)
     verified = publish_bundle(server_env.repo.bundle("1.1.0", 2), repo, server_env.repo.online)
-    with session_scope(app.extensions["pumpguard.db"]) as s:
+    with app.extensions["pumpguard.db"].begin() as s:
         assert sync_release_index(s, repo) == 1
     fw = repo.state().product(PRODUCT).signed.targets[f"{PRODUCT}/1.1.0/firmware.img"]  # type: ignore[union-attr]
     assert verified is not None

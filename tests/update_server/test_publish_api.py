@@ -21,7 +21,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import SessionTransaction, sessionmaker
 
 import signer.repository
 from repo_support import PRODUCT, RepoEnv
@@ -33,7 +33,7 @@ from signer.status import repo_status
 from update_server import create_app, publishing, releases
 from update_server.audit import verify_chain
 from update_server.auth import create_token
-from update_server.db import dispose, engine_for, session_scope
+from update_server.db import dispose, engine_for
 from update_server.models import ApiToken, AuditEntry, Release
 from update_server.refresher import RefreshScheduler
 
@@ -48,7 +48,7 @@ def _server_repo(server_env: ServerEnv) -> RepoEnv:
 def _token(server_env: ServerEnv, role: str, products: tuple[str, ...] = ()) -> str:
     engine = engine_for(server_env.database_url)
     try:
-        with session_scope(sessionmaker(engine)) as s:
+        with sessionmaker(engine).begin() as s:
             _, secret = create_token(s, f"{role} {' '.join(products)}", role, products)
     finally:
         engine.dispose()
@@ -79,7 +79,7 @@ def _post(
 def _counts(server_env: ServerEnv) -> tuple[int, int]:
     engine = engine_for(server_env.database_url)
     try:
-        with session_scope(sessionmaker(engine)) as s:
+        with sessionmaker(engine).begin() as s:
             releases = s.execute(select(func.count()).select_from(Release)).scalar_one()
             publishes = s.execute(
                 select(func.count())
@@ -336,7 +336,7 @@ def test_two_person_release_is_published_indexed_audited_and_listed(
 
     engine = engine_for(server_env.database_url)
     try:
-        with session_scope(sessionmaker(engine)) as s:
+        with sessionmaker(engine).begin() as s:
             verify_chain(s)
             entries = (
                 s.execute(select(AuditEntry).where(AuditEntry.action == "release.publish"))
@@ -516,7 +516,7 @@ def _failing_commits(monkeypatch: pytest.MonkeyPatch, times: int | None = None) 
     caller's rollback discards the transaction. Returns the list the failed
     commits are recorded in.
     """
-    real_commit = Session.commit
+    real_commit = SessionTransaction.commit
     real_publish = Repository.publish
     published: list[bool] = []
     failed: list[str] = []
@@ -526,14 +526,15 @@ def _failing_commits(monkeypatch: pytest.MonkeyPatch, times: int | None = None) 
         published.append(True)
         return result
 
-    def commit(self: Session) -> None:
+    def commit(self: SessionTransaction, *args: Any, **kwargs: Any) -> None:
         if published and (times is None or len(failed) < times):
             failed.append("commit")
             raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
-        real_commit(self)
+        real_commit(self, *args, **kwargs)
 
     monkeypatch.setattr(Repository, "publish", publish)
-    monkeypatch.setattr(Session, "commit", commit)
+    # Sessions are sessionmaker.begin() blocks: their commit is the transaction's.
+    monkeypatch.setattr(SessionTransaction, "commit", commit)
     return failed
 
 
@@ -543,7 +544,7 @@ def _assert_indexed_and_audited_as_the_engineers(server_env: ServerEnv, listing:
     keyids = sorted(load_public_key(server_env.repo.pub(n)).keyid for n in ("re1", "qa1"))
     engine = engine_for(server_env.database_url)
     try:
-        with session_scope(sessionmaker(engine)) as s:
+        with sessionmaker(engine).begin() as s:
             token = s.execute(
                 select(ApiToken).where(ApiToken.name == f"release-engineer {PRODUCT}")
             ).scalar_one()
@@ -576,7 +577,7 @@ def _listed(client: FlaskClient, headers: dict[str, str]) -> list[tuple[str, str
 def _audit_actions(server_env: ServerEnv) -> list[str]:
     engine = engine_for(server_env.database_url)
     try:
-        with session_scope(sessionmaker(engine)) as s:
+        with sessionmaker(engine).begin() as s:
             verify_chain(s)
             return list(s.execute(select(AuditEntry.action).order_by(AuditEntry.seq)).scalars())
     finally:
@@ -763,7 +764,7 @@ def test_token_with_the_longest_name_publishes_and_is_audited(
     name = "n" * 128
     engine = engine_for(server_env.database_url)
     try:
-        with session_scope(sessionmaker(engine)) as s:
+        with sessionmaker(engine).begin() as s:
             token, secret = create_token(s, name, "release-engineer", ("sigma-spectrum",))
             token_id = token.id
     finally:
@@ -775,7 +776,7 @@ def test_token_with_the_longest_name_publishes_and_is_audited(
     assert len(actor) == 128
     engine = engine_for(server_env.database_url)
     try:
-        with session_scope(sessionmaker(engine)) as s:
+        with sessionmaker(engine).begin() as s:
             verify_chain(s)
             entry = s.execute(
                 select(AuditEntry).where(AuditEntry.action == "release.publish")

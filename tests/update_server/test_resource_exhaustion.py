@@ -31,7 +31,7 @@ from server_support import DEVICES, Pump, ServerEnv, checkin_report, enroll
 from update_server import create_app
 from update_server.config import load_config
 from update_server.datadir import init_data_dir
-from update_server.db import DevicePool, dispose, session_scope
+from update_server.db import DevicePool, dispose
 from update_server.models import Device
 
 POOL_TIMEOUT = 0.5
@@ -226,7 +226,7 @@ def test_the_sqlite_database_and_its_wal_files_are_private(
         try:
             client = app.test_client()
             enroll(client, {"Authorization": f"Bearer {admin}"}, Pump("pump-0001"))
-            with session_scope(app.extensions["pumpguard.db"]) as s:
+            with app.extensions["pumpguard.db"].begin() as s:
                 assert s.get(Device, "pump-0001") is not None  # a connection holds the WAL
                 files = [data / f"server.db{suffix}" for suffix in ("", "-wal", "-shm")]
                 assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}

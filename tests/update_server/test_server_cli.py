@@ -12,7 +12,7 @@ from sqlalchemy.orm import sessionmaker
 
 from repo_support import CliResult, RepoEnv
 from server_support import ServerEnv
-from update_server.db import engine_for, session_scope
+from update_server.db import engine_for
 from update_server.models import AuditEntry
 
 
@@ -87,7 +87,7 @@ def test_audit_verify_fails_on_a_changed_entry(
     assert r.code == 0, r.err
     assert json.loads(r.out)["entries"] == 2
     engine = engine_for(server_env.database_url)
-    with session_scope(sessionmaker(engine)) as s:
+    with sessionmaker(engine).begin() as s:
         s.execute(update(AuditEntry).where(AuditEntry.seq == 1).values(action="nothing.happened"))
     engine.dispose()
     r = run_cli("server", "audit", "verify", "--data", data)

@@ -50,7 +50,7 @@ from server_support import (
 )
 from update_server.auth import create_token
 from update_server.datadir import init_data_dir
-from update_server.db import DEVICE_POOL_NAME, engine_for, session_scope
+from update_server.db import DEVICE_POOL_NAME, engine_for
 
 PUMPGUARD = Path(sys.executable).with_name("pumpguard")
 ROOT = Path(__file__).resolve().parents[2]
@@ -368,7 +368,7 @@ def test_uploads_received_at_once_are_bounded_and_the_next_is_told_to_retry(
     # refused from their head).
     engine = engine_for(f"sqlite:///{slow_data / 'server.db'}")
     try:
-        with session_scope(sessionmaker(engine)) as s:
+        with sessionmaker(engine).begin() as s:
             _, token = create_token(s, "engineer", "release-engineer", (PRODUCT,))
     finally:
         engine.dispose()

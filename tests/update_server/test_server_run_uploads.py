@@ -27,7 +27,7 @@ from test_upload_bounds import _REFUSED_BEFORE_THE_BODY
 from upload_support import PRODUCT, make_token, send_until_answered, upload_head
 
 from server_support import ServerEnv
-from update_server.db import engine_for, session_scope
+from update_server.db import engine_for
 from update_server.models import AuditEntry, Upload
 
 MB = 1000 * 1000
@@ -37,7 +37,7 @@ def _counts(server_env: ServerEnv) -> tuple[int, int]:
     """(audit entries, upload records) in the server's database."""
     engine = engine_for(server_env.database_url)
     try:
-        with session_scope(sessionmaker(engine)) as s:
+        with sessionmaker(engine).begin() as s:
             audit = s.execute(select(func.count()).select_from(AuditEntry)).scalar_one()
             uploads = s.execute(select(func.count()).select_from(Upload)).scalar_one()
     finally:

@@ -28,7 +28,7 @@ from sqlalchemy.orm import sessionmaker
 from repo_support import PRODUCT
 from server_support import ServerEnv
 from update_server.auth import create_token
-from update_server.db import engine_for, session_scope
+from update_server.db import engine_for
 
 __all__ = [
     "PRODUCT",
@@ -52,7 +52,7 @@ def make_token(server_env: ServerEnv, role: str, products: tuple[str, ...] = ())
     """A new API token's secret."""
     engine = engine_for(server_env.database_url)
     try:
-        with session_scope(sessionmaker(engine)) as s:
+        with sessionmaker(engine).begin() as s:
             _, secret = create_token(s, f"{role} {' '.join(products)}".strip(), role, products)
     finally:
         engine.dispose()
