@@ -78,7 +78,7 @@ def repo_env(key_dir: Path, repo_template: Path, tmp_path: Path) -> Iterator[Rep
     shutil.copytree(key_dir, keys)
     work = tmp_path / "work"
     work.mkdir()
-    shutil.copytree(repo_template, tmp_path / "repo", ignore=shutil.ignore_patterns(".lock"))
+    shutil.copytree(repo_template, tmp_path / "repo")
     yield RepoEnv(tmp_path / "repo", keys, work)
 
 
