@@ -27,9 +27,13 @@ test-deps:
 
 # The suite writes a JUnit report; the threat model's traceability check reads
 # it, so a threat whose linked test was deleted, skipped or failed fails here.
+# It runs on every core (pytest-xdist, which merges the workers' results into
+# the one JUnit file); tests that must share a worker carry an xdist_group.
+# PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= auto
 test: venv test-deps
 	mkdir -p build
-	$(BIN)/python -m pytest -q --junitxml=build/junit.xml
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --junitxml=build/junit.xml
 	$(BIN)/pumpguard threats check --junit build/junit.xml
 
 lint: venv

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from repo_support import PASSPHRASE, CliResult, RepoEnv, make_repo_env
-from server_support import ServerEnv, fresh_postgres_database, require_postgres
+from server_support import (
+    ServerEnv,
+    fresh_postgres_database,
+    migrated_postgres_template,
+    require_postgres,
+)
 from signer.keys import generate_keypair
 from update_server.datadir import init_data_dir
 
@@ -54,14 +59,27 @@ def tree() -> Callable[[Path], dict[str, bytes]]:
     return _tree
 
 
+@pytest.fixture(scope="session")
+def repo_template(key_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One repository made by :func:`make_repo_env` for the session; tests get copies."""
+    root = tmp_path_factory.mktemp("repo-template")
+    work = root / "work"
+    work.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PUMPGUARD_PASSPHRASE", PASSPHRASE)
+        make_repo_env(root / "repo", key_dir, work)
+    return root / "repo"
+
+
 @pytest.fixture
-def repo_env(key_dir: Path, tmp_path: Path) -> Iterator[RepoEnv]:
+def repo_env(key_dir: Path, repo_template: Path, tmp_path: Path) -> Iterator[RepoEnv]:
+    """A private copy of the session's keys and repository (the same bytes as a fresh one)."""
     keys = tmp_path / "keys"
     shutil.copytree(key_dir, keys)
     work = tmp_path / "work"
     work.mkdir()
-    env = make_repo_env(tmp_path / "repo", keys, work)
-    yield env
+    shutil.copytree(repo_template, tmp_path / "repo")
+    yield RepoEnv(tmp_path / "repo", keys, work)
 
 
 @pytest.fixture
@@ -92,13 +110,43 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
 # Every server test runs on SQLite and on PostgreSQL.
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated to the newest schema once per session."""
+    from update_server.db import migrate
+
+    path = tmp_path_factory.mktemp("sqlite-template") / "server.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A PostgreSQL database migrated once per session (per xdist worker), to copy."""
+    require_postgres()
+    with migrated_postgres_template() as name:
+        yield name
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database for one test, on SQLite and on PostgreSQL.
+
+    Empty, except under ``server_env``, whose ``init_data_dir`` would migrate it
+    anyway: then it is a copy of a database migrated once per session
+    (``CREATE DATABASE ... TEMPLATE`` on PostgreSQL, a file copy on SQLite), and
+    ``init_data_dir`` finds it at the newest schema.
+    """
+    migrated = "server_env" in request.fixturenames
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'server.db'}"
+        path = tmp_path / "server.db"
+        if migrated:
+            shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
         return
     require_postgres()
-    with fresh_postgres_database() as url:
+    template = request.getfixturevalue("postgres_template") if migrated else None
+    with fresh_postgres_database(template) as url:
         yield url
 
 

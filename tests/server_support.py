@@ -57,21 +57,61 @@ def require_postgres() -> None:
     pytest.skip(reason)
 
 
-@contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    """A new, empty database for one test; dropped afterwards."""
+def _worker() -> str:
+    """The pytest-xdist worker id (``gw0`` ...), or ``main`` without xdist."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _postgres_url(name: str) -> str:
+    base, _, query = PG_MAINTENANCE.partition("?")
+    return base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
+
+
+def _drop_postgres_database(name: str) -> None:
     import psycopg
 
-    name = f"pumpguard_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_psycopg_dsn(PG_MAINTENANCE), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def fresh_postgres_database(template: str | None = None) -> Iterator[str]:
+    """A new database for one test (empty, or a copy of ``template``); dropped afterwards.
+
+    The name is unique (worker id and a random part), so parallel workers and
+    other runs sharing the machine's PostgreSQL never meet.
+    """
+    import psycopg
+
+    name = f"pumpguard_test_{_worker()}_{uuid.uuid4().hex[:12]}"
+    clause = f' TEMPLATE "{template}"' if template else ""
+    with psycopg.connect(_psycopg_dsn(PG_MAINTENANCE), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"{clause}')
+    try:
+        yield _postgres_url(name)
+    finally:
+        _drop_postgres_database(name)
+
+
+@contextmanager
+def migrated_postgres_template() -> Iterator[str]:
+    """A database migrated to the newest schema, to copy with CREATE DATABASE ... TEMPLATE.
+
+    Made once per session (per xdist worker) and dropped at its end. Yields its
+    name. Nothing stays connected to it, which PostgreSQL requires of a template.
+    """
+    import psycopg
+
+    from update_server.db import migrate
+
+    name = f"pumpguard_tmpl_{_worker()}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(_psycopg_dsn(PG_MAINTENANCE), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, query = PG_MAINTENANCE.partition("?")
-    url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
     try:
-        yield url
+        migrate(_postgres_url(name))
+        yield name
     finally:
-        with psycopg.connect(_psycopg_dsn(PG_MAINTENANCE), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_postgres_database(name)
 
 
 @dataclass

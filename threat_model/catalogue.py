@@ -1526,13 +1526,19 @@ _CONTROLS = (
             "device_agent.state:StateStore.transition",
             "device_agent.agent:Agent.step",
         ),
+        # The enumeration runs in shards (tests/device_agent/test_power_loss.py,
+        # SHARDS = 4); every shard is linked, and so is the test proving the
+        # shards together take every crash point.
         _cases(
             "device_agent/test_power_loss",
             "test_power_loss_at_every_durable_operation",
-            "update",
-            "rollback",
+            *(f"{path}-{k}of4" for path in ("update", "rollback") for k in range(1, 5)),
         )
-        + _n("device_agent/test_power_loss", "test_the_update_paths_have_dozens_of_crash_points")
+        + _n(
+            "device_agent/test_power_loss",
+            "test_the_update_paths_have_dozens_of_crash_points",
+            "test_the_shards_together_take_every_crash_point",
+        )
         + _n(_STATE, "test_state_is_persisted_and_reloaded", "test_slot_records_are_idempotent")
         + _n(
             _DOWNLOAD,

@@ -16,7 +16,10 @@ checks what must hold after *any* power loss:
 
 Both the update path (download, install, reboot, self-test, commit, report)
 and the rollback path (self-test failure, cancel, reboot back, report) are
-enumerated.
+enumerated. Each enumeration is split into ``SHARDS`` cases (shard k takes
+every point N with N % SHARDS == k - 1) so pytest-xdist spreads them over the
+cores; together the shards take every point, which
+``test_the_shards_together_take_every_crash_point`` checks.
 """
 
 from __future__ import annotations
@@ -34,6 +37,18 @@ from device_agent import _durable
 from device_agent.agent import Agent
 from device_agent.simulator import SimulatedPump
 from device_agent.state import AgentState
+
+SHARDS = 4
+CASES = [
+    pytest.param(name, shard, id=f"{name}-{shard}of{SHARDS}")
+    for name in ("update", "rollback")
+    for shard in range(1, SHARDS + 1)
+]
+
+
+def shard_points(count: int, shard: int) -> list[int]:
+    """The crash points (1-based) of ``count`` that shard ``shard`` of ``SHARDS`` takes."""
+    return [n for n in range(1, count + 1) if n % SHARDS == shard - 1]
 
 
 class PowerLoss(BaseException):
@@ -128,13 +143,21 @@ def _crash_at(n: int) -> Callable[[str], None]:
     return hook
 
 
-@pytest.mark.parametrize("name", ["update", "rollback"])
+def test_the_shards_together_take_every_crash_point(scenarios: dict[str, Scenario]) -> None:
+    for scenario in scenarios.values():
+        count = len(scenario.points)
+        taken = [n for shard in range(1, SHARDS + 1) for n in shard_points(count, shard)]
+        assert sorted(taken) == list(range(1, count + 1)), scenario.name
+        assert all(shard_points(count, shard) for shard in range(1, SHARDS + 1))
+
+
+@pytest.mark.parametrize(("name", "shard"), CASES)
 def test_power_loss_at_every_durable_operation(
-    scenarios: dict[str, Scenario], name: str, tmp_path: Path
+    scenarios: dict[str, Scenario], name: str, shard: int, tmp_path: Path
 ) -> None:
     scenario = scenarios[name]
     failures = []
-    for n in range(1, len(scenario.points) + 1):
+    for n in shard_points(len(scenario.points), shard):
         pump = _fresh(scenario.template, tmp_path / f"crash-{n}")
         hook = _crash_at(n)
         with _durable.crash_hook(hook), contextlib.suppress(PowerLoss):

@@ -37,6 +37,9 @@ import pytest
 from pumpguard.cli import EXTRA_MODULES
 from pumpguard.fsutil import exclusive_lock
 
+# One worker builds the session's base venv and runs every test on it (xdist).
+pytestmark = pytest.mark.xdist_group("base-install")
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("pumpguard", "signer", "update_server", "device_agent", "sbom", "threat_model")
 _PIP_TIMEOUT = 900

@@ -113,13 +113,18 @@ REQUIRED: list[tuple[str, str]] = [
     ("outside the delegation", "test_agent_attacks.py::{m}[outside_delegation]"),
     ("traversal", "test_agent_attacks.py::{m}[traversal]"),
     # power loss, SIGKILL, interlock, rollback
-    (
-        "power loss, update",
-        "test_power_loss.py::test_power_loss_at_every_durable_operation[update]",
+    # The enumeration runs in 4 shards per path; each shard is linked.
+    *(
+        (
+            f"power loss, {path}, shard {k} of 4",
+            f"test_power_loss.py::test_power_loss_at_every_durable_operation[{path}-{k}of4]",
+        )
+        for path in ("update", "rollback")
+        for k in range(1, 5)
     ),
     (
-        "power loss, rollback",
-        "test_power_loss.py::test_power_loss_at_every_durable_operation[rollback]",
+        "power loss, every point in a shard",
+        "test_power_loss.py::test_the_shards_together_take_every_crash_point",
     ),
     ("SIGKILL", "test_sigkill.py::test_sigkill_at_random_moments_never_bricks_the_pump"),
     (

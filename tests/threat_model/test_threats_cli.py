@@ -15,7 +15,7 @@ import pumpguard.cli
 import threat_model.cli
 from repo_support import CliResult
 from threat_model.catalogue import build_model
-from threat_model.check import REPO_ROOT, trace
+from threat_model.check import REPO_ROOT
 from threat_model.model import Control, ThreatModel
 
 Run = Callable[..., CliResult]
@@ -67,23 +67,35 @@ def test_the_real_model_passes_the_static_check(cli: Run) -> None:
     }
 
 
-def test_real_linked_tests_pass_when_run() -> None:
-    # The real catalogue's entries for a sample of threats whose node ids cover
-    # the hard cases (the agent's attack matrix, ids with spaces and quotes,
-    # server tests parametrized by database), run for real with pytest. The
-    # whole model is checked the same way by `make test` against the suite's
-    # own JUnit file. The threats left out are still cited in the code, which
-    # is the only kind of problem allowed here.
-    model = _sub_model(("TUF-ROLLBACK", "AGT-TRAVERSAL", "SRV-REPLAY"))
+def test_make_test_checks_every_linked_test_against_the_suites_own_junit() -> None:
+    # Every linked test of the real model is checked against the outcomes of
+    # the suite's own run: `make test` writes build/junit.xml (pytest-xdist
+    # merges the workers' results into it) and then runs the check on it, so
+    # a linked test that is deleted, skipped or failing fails `make test`.
+    # No test re-runs the linked tests in a nested pytest; the broken cases
+    # below prove on small nested runs that the check catches each of them.
+    recipe = _make_recipe("test")
+    pytest_line = next(i for i, line in enumerate(recipe) if " -m pytest " in line)
+    check_line = next(i for i, line in enumerate(recipe) if "threats check" in line)
 
-    result = trace(model, run=True)
+    assert "--junitxml=build/junit.xml" in recipe[pytest_line]
+    assert recipe[check_line].endswith("pumpguard threats check --junit build/junit.xml")
+    assert pytest_line < check_line
+    # Nothing deselects or skips tests on the way (no -k, -m, --deselect, -x).
+    args = recipe[pytest_line].split(" -m pytest ", 1)[1].split()
+    assert not {"-k", "-m", "--deselect", "-x", "--lf"} & set(args)
 
-    assert result.source == "pytest run"
-    assert len(result.rows) == sum(
-        len(model.control(c).tests) for t in model.threats for c in t.controls
-    )
-    assert {r.status for r in result.rows} == {"passed"}
-    assert [p for p in result.problems if "is not in the model" not in p] == []
+
+def _make_recipe(target: str) -> list[str]:
+    """The command lines of ``target`` in the repository's Makefile."""
+    lines = (REPO_ROOT / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{target}:"))
+    recipe = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line.strip())
+    return recipe
 
 
 def _junit_of(tmp_path: Path, *node_ids: str) -> Path:
@@ -96,21 +108,28 @@ def _junit_of(tmp_path: Path, *node_ids: str) -> Path:
     return xml
 
 
+# One real linked test of the traversal control: the small nested run below.
+TRAVERSAL_TEST = (
+    "tests/pumpguard/test_release_contract.py::test_split_target_path_rejects_other_shapes"
+)
+
+
 def test_a_deleted_linked_test_fails_the_check_with_a_real_junit(
     cli: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    # A real run of the traversal control's tests, then the model names a test
-    # that was deleted (it is in no file any more).
+    # A real run of one of the traversal control's tests, then the control
+    # names that test and one that was deleted (it is in no file any more).
     model = _sub_model(("AGT-TRAVERSAL",))
-    junit = _junit_of(tmp_path, *{t for c in model.controls for t in c.tests})
+    assert TRAVERSAL_TEST in model.controls[0].tests
+    junit = _junit_of(tmp_path, TRAVERSAL_TEST)
     gone = "tests/device_agent/test_tuf_client.py::test_rejects_traversal_deleted"
-    _use_model(monkeypatch, _sub_model(("AGT-TRAVERSAL",), extra_test=gone))
+    control = dataclasses.replace(model.controls[0], tests=(TRAVERSAL_TEST, gone))
+    _use_model(monkeypatch, dataclasses.replace(model, controls=(control,)))
 
     r = cli("threats", "check", "--junit", junit)
 
     assert r.code == 5
-    linked = len({t for c in model.controls for t in c.tests}) + 1
-    assert f"1 threats, 1 controls, {linked} tests linked, {linked - 1} passed" in r.out
+    assert "1 threats, 1 controls, 2 tests linked, 1 passed" in r.out
     assert [line for line in r.out.splitlines() if line.startswith("problem: test ")] == [
         f"problem: test {gone} does not exist (control C-TARGET-PATH)"
     ]

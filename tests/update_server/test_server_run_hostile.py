@@ -52,6 +52,10 @@ from update_server.auth import create_token
 from update_server.datadir import init_data_dir
 from update_server.db import DEVICE_POOL_NAME, engine_for
 
+# One worker: the slow-client tests share one running server (module fixtures)
+# and measure its latencies, so they never split over workers (xdist).
+pytestmark = pytest.mark.xdist_group("hostile-server")
+
 PUMPGUARD = Path(sys.executable).with_name("pumpguard")
 ROOT = Path(__file__).resolve().parents[2]
 TIMESTAMP = "/tuf/metadata/timestamp.json"
