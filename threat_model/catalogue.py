@@ -670,7 +670,8 @@ _CONTROLS = (
             "test_file_swapped_after_verification_is_not_published",
             "same-length",
             "other-length",
-        ),
+        )
+        + _n("signer/test_publish_copy", "test_each_release_file_is_read_once"),
     ),
     Control(
         "C-BUNDLE-SAFE-UNPACK",
