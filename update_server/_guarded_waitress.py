@@ -174,6 +174,7 @@ class _Channel(HTTPChannel):
         # check is queued, and the last upload whose head passed.
         self._pending: HTTPRequestParser | None = None
         self._queued = False
+        self._checked: HTTPRequestParser | None = None
         self._passed: HTTPRequestParser | None = None
         super().__init__(server, sock, addr, adj, map)
         self._guard.channels.add(self)
@@ -227,7 +228,13 @@ class _Channel(HTTPChannel):
     def _check_head(self, request: HTTPRequestParser) -> None:
         # Under requests_lock. On a worker thread: the check queries the
         # database. The dispatcher takes anything with service() and cancel().
+        # Once per request, whichever path (the head's arrival, or service()
+        # after the requests before it) gets here first: under load both can
+        # (seen: a pipelined upload head answered 403 twice).
         self._queued = True
+        if self._checked is request:
+            return
+        self._checked = request
         self.server.add_task(cast(Any, HeadCheck(self, request)))
 
     def _is_upload(self, request: HTTPRequestParser) -> bool:
