@@ -3,15 +3,16 @@
 Everything shown comes from documents pumpguard did not write (component
 names, advisory summaries, analysis details), so every value is HTML-escaped,
 and the page loads nothing: its styles are inline, it has no scripts, and its
-Content-Security-Policy forbids fetching anything. Pure: builds a string.
+Content-Security-Policy forbids fetching anything. Pure: builds a string,
+through the shared Jinja2 layer (:mod:`pumpguard.html`, ``sbom/templates``).
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from pumpguard import html as _html
 from sbom.audit import SEVERITIES, AuditResult, Finding
 from sbom.check import CheckReport
 from sbom.model import SbomComponent
@@ -38,15 +39,13 @@ code { font-size: .85rem; word-break: break-all; }
 """
 
 
-def _e(value: object) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+
+_e = _html.e
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], css: str = "") -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    cls = f' class="{css}"' if css else ""
-    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return _html.table(headers, rows, css)
 
 
 def render_report(
@@ -74,62 +73,56 @@ def render_report(
         The complete HTML document.
     """
     counts = result.counts()
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta http-equiv="Content-Security-Policy" '
-        "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
-        f"<title>SBOM audit: {_e(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>SBOM audit: {_e(subject.get('name', title))} {_e(subject.get('version', ''))}</h1>",
-        f'<p class="meta">{_e(title)} &middot; generated {_e(generated)}</p>',
-        '<h2 id="summary">Summary</h2>',
-        _table(
+    summary = _table(
+        [
+            "components",
+            "findings",
+            *SEVERITIES,
+            "known exploited",
+            "need triage",
+            "not checked",
+        ],
+        [
             [
-                "components",
-                "findings",
-                *SEVERITIES,
-                "known exploited",
-                "need triage",
-                "not checked",
-            ],
+                _e(result.components),
+                _e(counts["findings"]),
+                *(_e(counts[s]) for s in SEVERITIES),
+                _e(counts["kev"]),
+                _e(counts["needs_triage"]),
+                _e(len(result.unidentified)),
+            ]
+        ],
+        "counts",
+    )
+    sources = _table(
+        ["source", "file", "sha256", "advisories", "KEV entries", "imported"],
+        [
             [
-                [
-                    _e(result.components),
-                    _e(counts["findings"]),
-                    *(_e(counts[s]) for s in SEVERITIES),
-                    _e(counts["kev"]),
-                    _e(counts["needs_triage"]),
-                    _e(len(result.unidentified)),
-                ]
-            ],
-            "counts",
-        ),
-        '<h2 id="findings">Findings</h2>',
-        _findings(result.findings),
-    ]
-    if check is not None:
-        parts += ['<h2 id="support">Support</h2>', _support(check)]
-    parts += [
-        '<h2 id="components">Components</h2>',
-        _components(components, result),
-        '<h2 id="sources">Advisory sources</h2>',
-        _table(
-            ["source", "file", "sha256", "advisories", "KEV entries", "imported"],
-            [
-                [
-                    _e(r.source),
-                    _e(r.name),
-                    f"<code>{_e(r.sha256)}</code>",
-                    _e(r.advisories),
-                    _e(r.kev_entries),
-                    _e(r.imported_at),
-                ]
-                for r in imports
-            ],
-        ),
-        "</body></html>",
-    ]
-    return "\n".join(parts) + "\n"
+                _e(r.source),
+                _e(r.name),
+                f"<code>{_e(r.sha256)}</code>",
+                _e(r.advisories),
+                _e(r.kev_entries),
+                _e(r.imported_at),
+            ]
+            for r in imports
+        ],
+    )
+    # Fragments are escaped where they are built; the template escapes the rest.
+    return _html.render(
+        "sbom/report.html.j2",
+        csp=_html.escaped(_CSP),
+        css=_html.escaped(_CSS),
+        title=title,
+        name=subject.get("name", title),
+        version=subject.get("version", ""),
+        generated=generated,
+        summary=_html.escaped(summary),
+        findings=_html.escaped(_findings(result.findings)),
+        support=None if check is None else _html.escaped(_support(check)),
+        components=_html.escaped(_components(components, result)),
+        sources=_html.escaped(sources),
+    )
 
 
 def _findings(findings: Sequence[Finding]) -> str:

@@ -2,14 +2,16 @@
 
 Every page is one file with inline styles, no scripts, and a
 Content-Security-Policy that forbids fetching anything, so it opens offline
-and safely from an unzipped package. Every value is HTML-escaped.
+and safely from an unzipped package. Every value is HTML-escaped. Rendered
+through the shared Jinja2 layer, :mod:`pumpguard.html`.
 """
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Iterable, Sequence
+
+from pumpguard import html as _html
 
 __all__ = ["e", "inline_svg", "page", "table"]
 
@@ -36,36 +38,30 @@ _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 def e(value: object) -> str:
     """HTML-escape ``value`` (``None`` is the empty string), quotes included."""
-    return html.escape("" if value is None else str(value), quote=True)
+    return _html.e(value)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], css: str = "") -> str:
     """An HTML table; ``headers`` are escaped here, cells must be escaped already."""
-    head = "".join(f"<th>{e(h)}</th>" for h in headers)
-    body = "\n".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    cls = f' class="{e(css)}"' if css else ""
-    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
+    return _html.table(headers, rows, css, sep="\n")
 
 
 def page(title: str, body: str, nav: Sequence[tuple[str, str]] = ()) -> bytes:
-    """A complete UTF-8 HTML document.
+    """A complete UTF-8 HTML document (template ``threat_model/page.html.j2``).
 
     Args:
         title: Page title (escaped here).
         body: The body's HTML, already escaped.
         nav: ``(href, text)`` links shown at the top (escaped here).
     """
-    links = " ".join(f'<a href="{e(href)}">{e(text)}</a>' for href, text in nav)
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
-        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
-        f"<nav>{links}</nav>" if links else "",
-        body,
-        "</body></html>",
-    ]
-    return ("\n".join(p for p in parts if p) + "\n").encode("utf-8")
+    return _html.render(
+        "threat_model/page.html.j2",
+        title=title,
+        body=_html.escaped(body),
+        nav=list(nav),
+        csp=_html.escaped(_CSP),
+        css=_html.escaped(_CSS),
+    ).encode("utf-8")
 
 
 _PROLOG = re.compile(r"<\?xml[^>]*\?>|<!DOCTYPE[^>]*>|<!--.*?-->", re.DOTALL)
