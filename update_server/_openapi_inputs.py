@@ -65,8 +65,6 @@ __all__ = [
     "whole",
 ]
 
-#: Longest timestamp the contract takes.
-_MAX_TIMESTAMP = MAX_TIME_LENGTH
 #: The form of RFC 3339 ``date-time`` that ``datetime.fromisoformat`` reads:
 #: upper-case ``T`` and ``Z``, no leap second (Python has none), no year 0.
 #: ``format: date-time`` next to it refuses impossible days (February 30).
@@ -123,7 +121,7 @@ COUNTER: dict[str, Any] = {
 TIMESTAMP: dict[str, Any] = {
     "type": "string",
     "format": "date-time",
-    "maxLength": _MAX_TIMESTAMP,
+    "maxLength": MAX_TIME_LENGTH,
     "pattern": whole(RFC3339_RE),
     "description": "RFC 3339 date-time with upper-case T and Z and a time zone, seconds "
     "00-59. Its UTC time must lie in the years 1 to 9999 (0001-01-01T00:30:00+01:00 is "

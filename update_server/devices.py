@@ -106,8 +106,6 @@ __all__ = [
     "MAX_OFFSET",
     "MAX_PAGE",
     "MAX_SLOTS",
-    "MAX_TIME_LENGTH",
-    "RFC3339_RE",
     "SLOT_STATES",
     "THERAPY_STATES",
     "UPDATE_RESULTS",
